@@ -1,0 +1,1 @@
+"""Experiments around onchip_ff: the CLI, shipped configs, demo, plots."""

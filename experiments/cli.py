@@ -1,0 +1,109 @@
+"""The `onchip-ff` command line: train, demo.  Errors meant for people become one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from onchip_ff.errors import ConfigError, OnchipError
+
+OUTPUT_FILES = ("metrics.json", "checkpoint.pt", "config.toml")
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+class ArgumentError(OnchipError):
+    """Bad command-line usage."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and exit 2, like every other bad input
+        raise ArgumentError(f"{message} (see `{self.prog} --help`)")
+
+
+def prepare_out_dir(out: str | None, stem: str, names: tuple[str, ...] = OUTPUT_FILES) -> Path:
+    """Create the output folder; refuse one that already holds results, or one we cannot write."""
+    path = Path(out) if out else Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path} is a file; pass a folder path")
+    clash = [n for n in names if (path / n).exists()]
+    if clash:
+        raise ConfigError(f"--out {path} already holds {', '.join(clash)}; nothing was overwritten. "
+                          "Pass a new --out folder or remove the old results")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".onchip-ff-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"--out {path} is not writable ({exc.strerror}); pass a folder you can "
+                          "write to") from None
+    return path
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from onchip_ff import config
+    from onchip_ff.data import load_dataset
+    from onchip_ff.trainer import train
+
+    cfg = config.load(args.config, args.set or [])
+    data = load_dataset(cfg.data)  # data errors before any folder is created
+    out = prepare_out_dir(args.out, Path(args.config).stem)
+    metrics = train(cfg, data, out_dir=out, progress=not args.no_progress)
+    print(f"{cfg.objective.method} {cfg.model.arch} on {data.name}: test accuracy "
+          f"{metrics['test_accuracy']:.4f}, train accuracy {metrics['train_accuracy']:.4f}, "
+          f"{metrics['epochs']} epochs, {metrics['wall_s']:.1f} s -> {out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from experiments.demo import run_demo
+
+    out = prepare_out_dir(args.out, "demo", ("demo.png", "summary.json"))
+    return run_demo(out, epochs=args.epochs, progress=not args.no_progress)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="onchip-ff", description="Forward-only learning on modelled in-memory-computing "
+                "hardware (Distance-Forward, Forward-Forward, backprop baseline).")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train one configuration, write metrics/checkpoint/config")
+    t.add_argument("config", help="TOML config, e.g. experiments/configs/df_mlp_fmnist.toml")
+    t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override one config value (repeatable); VALUE is read as TOML")
+    t.add_argument("--out", help="output folder (default runs/<config>-<time>); must not hold results")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    t.set_defaults(func=cmd_train)
+
+    d = sub.add_parser("demo", help="smallest end-to-end showcase: DF vs BP on Fashion-MNIST")
+    d.add_argument("--out", help="output folder (default runs/demo-<time>)")
+    d.add_argument("--epochs", type=int, default=2, help="epochs per method (default 2)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except OnchipError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"onchip-ff: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("onchip-ff: interrupted; finished epochs are saved in the output folder", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""Run configuration: frozen dataclasses per TOML section, loading, `--set` overrides, validation.
+
+A config file has the sections [data], [model], [objective], [train] and [hardware]; every key is a
+field below (units and meaning in the field comments). Unknown keys, wrong types and out-of-range
+values raise ConfigError naming `section.key`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from onchip_ff.errors import ConfigError
+
+
+def _check(ok: bool, name: str, rule: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{name} must be {rule}, got {value!r}")
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    _check(value in choices, name, "one of " + ", ".join(repr(c) for c in choices), value)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "fashion_mnist"  # "fashion_mnist" or "synthetic"
+    root: str = ""  # folder with the raw IDX files; "" = /usr/share/datasets/fashion-mnist
+    normalize: bool = True  # standardize pixels with the training set's mean and std
+    train_limit: int = 0  # use the first N training images; 0 = all
+    test_limit: int = 0  # use the first N test images; 0 = all
+    synthetic_train: int = 2000  # synthetic: number of training samples
+    synthetic_test: int = 500  # synthetic: number of test samples
+    synthetic_side_px: int = 8  # synthetic: images are 1 x side x side pixels
+    synthetic_classes: int = 10  # synthetic: number of classes
+    synthetic_noise: float = 0.35  # synthetic: std of the Gaussian pixel noise around each prototype
+    synthetic_seed: int = 0  # synthetic: seed of the generator (data set identity)
+
+    def __post_init__(self) -> None:
+        _choice("data.name", self.name, ("fashion_mnist", "synthetic"))
+        _check(self.train_limit >= 0, "data.train_limit", ">= 0 (0 = all)", self.train_limit)
+        _check(self.test_limit >= 0, "data.test_limit", ">= 0 (0 = all)", self.test_limit)
+        _check(self.synthetic_train >= 1, "data.synthetic_train", ">= 1", self.synthetic_train)
+        _check(self.synthetic_test >= 1, "data.synthetic_test", ">= 1", self.synthetic_test)
+        _check(4 <= self.synthetic_side_px <= 64, "data.synthetic_side_px", "4..64", self.synthetic_side_px)
+        _check(2 <= self.synthetic_classes <= 100, "data.synthetic_classes", "2..100", self.synthetic_classes)
+        _check(self.synthetic_noise >= 0, "data.synthetic_noise", ">= 0", self.synthetic_noise)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "mlp"  # "mlp" or "cnn"
+    hidden: tuple[int, ...] = (1000, 1000, 1000)  # mlp: width of each hidden layer
+    channels: tuple[int, ...] = (32, 64, 128)  # cnn: output channels of each conv layer
+    kernel_size: int = 3  # cnn: square kernel, 'same' padding
+    pool: int = 2  # cnn: max-pool window and stride after each conv (1 = no pooling)
+
+    def __post_init__(self) -> None:
+        _choice("model.arch", self.arch, ("mlp", "cnn"))
+        _check(len(self.hidden) >= 1 and all(w >= 1 for w in self.hidden), "model.hidden",
+               "a non-empty list of widths >= 1", list(self.hidden))
+        _check(len(self.channels) >= 1 and all(c >= 1 for c in self.channels), "model.channels",
+               "a non-empty list of channel counts >= 1", list(self.channels))
+        _check(self.kernel_size >= 1 and self.kernel_size % 2 == 1, "model.kernel_size",
+               "an odd integer >= 1", self.kernel_size)
+        _check(self.pool >= 1, "model.pool", ">= 1", self.pool)
+
+    @property
+    def depth(self) -> int:
+        return len(self.hidden) if self.arch == "mlp" else len(self.channels)
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    method: str = "df"  # "df" (Distance-Forward), "ff" (Hinton Forward-Forward), "bp" (backprop)
+    # Distance-Forward
+    scale: float = 16.0  # s: scale of the N-pair margin loss (typical 10..30)
+    margin: float = 0.2  # m: margin of the N-pair margin loss (typical 0.1..0.4)
+    centroids: str = "learnable"  # "learnable" (trained by the loss) or "ema" (class means)
+    ema_momentum: float = 0.9  # centroids = "ema": c <- mom*c + (1-mom)*batch class mean
+    block_size: int = 1  # DF-O: layers per block, loss at each block output (1 = local DF)
+    accumulate_goodness: bool = False  # DF-R: layer l's loss uses sum_{j<=l} g_j, earlier terms detached
+    next_input_scale: str = "sqrt_d"  # next layer gets h/|h| times sqrt(d) ("sqrt_d") or 1 ("unit")
+    eval_layers: tuple[int, ...] = ()  # loss heads (block outputs) summed at inference; () = all
+    # Forward-Forward
+    threshold: float = 2.0  # theta: goodness threshold of the softplus loss
+    negatives: str = "random"  # wrong label for negatives: "random" or "hard" (highest goodness)
+    label_scale: float = 1.0  # value written into the one-hot label pixels
+
+    def __post_init__(self) -> None:
+        _choice("objective.method", self.method, ("df", "ff", "bp"))
+        _check(self.scale > 0, "objective.scale", "> 0 (typical 10..30)", self.scale)
+        _check(self.margin >= 0, "objective.margin", ">= 0 (typical 0.1..0.4)", self.margin)
+        _choice("objective.centroids", self.centroids, ("learnable", "ema"))
+        _check(0 <= self.ema_momentum < 1, "objective.ema_momentum", "in [0, 1)", self.ema_momentum)
+        _check(self.block_size >= 1, "objective.block_size", ">= 1", self.block_size)
+        _choice("objective.next_input_scale", self.next_input_scale, ("sqrt_d", "unit"))
+        _check(all(i >= 0 for i in self.eval_layers), "objective.eval_layers",
+               "a list of head indices >= 0", list(self.eval_layers))
+        _check(self.threshold > 0, "objective.threshold", "> 0", self.threshold)
+        _choice("objective.negatives", self.negatives, ("random", "hard"))
+        _check(self.label_scale > 0, "objective.label_scale", "> 0", self.label_scale)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adam"  # "adam", "sgd" or "momentum"
+    lr: float = 3e-4  # learning rate
+    momentum: float = 0.9  # optimizer = "momentum" only
+    weight_decay: float = 0.0
+    seed: int = 0  # initialization, shuffling and negative sampling
+    threads: int = 0  # torch intra-op threads; 0 = all cores
+    eval_batch_size: int = 1000
+    train_eval_samples: int = 10000  # train_accuracy is measured on the first N training samples; 0 = all
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "train.epochs", ">= 1", self.epochs)
+        _check(self.batch_size >= 1, "train.batch_size", ">= 1", self.batch_size)
+        _choice("train.optimizer", self.optimizer, ("adam", "sgd", "momentum"))
+        _check(self.lr > 0, "train.lr", "> 0", self.lr)
+        _check(0 <= self.momentum < 1, "train.momentum", "in [0, 1)", self.momentum)
+        _check(self.weight_decay >= 0, "train.weight_decay", ">= 0", self.weight_decay)
+        _check(self.threads >= 0, "train.threads", ">= 0 (0 = all cores)", self.threads)
+        _check(self.eval_batch_size >= 1, "train.eval_batch_size", ">= 1", self.eval_batch_size)
+        _check(self.train_eval_samples >= 0, "train.train_eval_samples", ">= 0 (0 = all)",
+               self.train_eval_samples)
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    backend: str = "torch"  # "torch": float32 PyTorch reference
+
+    def __post_init__(self) -> None:
+        _choice("hardware.backend", self.backend, ("torch",))
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+
+
+SECTIONS: dict[str, type] = {f.name: f.default_factory().__class__ for f in dataclasses.fields(Config)}
+
+
+def _coerce(name: str, value: Any, type_: Any) -> Any:
+    """Check `value` against the annotated field type; ints are accepted for floats."""
+    origin = typing.get_origin(type_)
+    if origin is tuple:
+        (item_type, _) = typing.get_args(type_)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} must be a list of {item_type.__name__}, got {value!r}")
+        return tuple(_coerce(f"{name}[{i}]", v, item_type) for i, v in enumerate(value))
+    if type_ is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+        return value
+    if type_ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        return value
+    if type_ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if type_ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string (quote it in TOML), got {value!r}")
+        return value
+    raise TypeError(f"unsupported field type {type_!r} for {name}")  # programming error
+
+
+def from_dict(raw: dict[str, Any], source: str = "config") -> Config:
+    """Build a validated Config from a nested dict {section: {key: value}}."""
+    sections = {}
+    for section, values in raw.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown section [{section}] in {source}; valid sections: "
+                              + ", ".join(SECTIONS))
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{section}] in {source} must be a table of key = value lines")
+        cls = SECTIONS[section]
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, value in values.items():
+            if key not in hints:
+                raise ConfigError(f"unknown key {section}.{key} in {source}; valid keys of [{section}]: "
+                                  + ", ".join(hints))
+            kwargs[key] = _coerce(f"{section}.{key}", value, hints[key])
+        sections[section] = cls(**kwargs)
+    return Config(**sections)
+
+
+def to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
+    """Fully resolved nested dict (tuples as lists), the inverse of from_dict."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        sec = dataclasses.asdict(getattr(cfg, f.name))
+        out[f.name] = {k: list(v) if isinstance(v, tuple) else v for k, v in sec.items()}
+    return out
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """Parse `section.key=value`; the value is read as TOML, bare words as strings."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r} must look like section.key=value")
+    lhs, rhs = text.split("=", 1)
+    parts = lhs.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"--set {text!r}: the left side must be section.key, e.g. train.epochs")
+    try:
+        value = tomllib.loads(f"v = {rhs.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = rhs.strip()
+    return parts[0], parts[1], value
+
+
+def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Read a TOML config (None = all defaults), apply `section.key=value` overrides, validate."""
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found; pass the path of a .toml file "
+                              "(examples in experiments/configs/)")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    for text in overrides:
+        section, key, value = parse_override(text)
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"--set {text!r}: [{section}] is not a table")
+        raw[section][key] = value
+    return from_dict(raw, source + (" with --set overrides" if overrides else ""))
+
+
+def dumps(cfg: Config) -> str:
+    return tomli_w.dumps(to_dict(cfg))

@@ -1,0 +1,1 @@
+"""Goodness functions and local losses, one learning objective per file."""

@@ -1,0 +1,18 @@
+"""PyTorch float reference of every learning rule; `build_learner` picks one by objective.method."""
+
+from __future__ import annotations
+
+import torch
+
+from onchip_ff.config import Config
+from onchip_ff.reference.backprop import Backprop
+from onchip_ff.reference.distance_forward import DistanceForward
+from onchip_ff.reference.forward_forward import ForwardForward
+
+LEARNERS = {"df": DistanceForward, "ff": ForwardForward, "bp": Backprop}
+
+
+def build_learner(cfg: Config, input_shape: tuple[int, ...], n_classes: int,
+                  generator: torch.Generator):
+    """A learner with train_step(x, y) -> metrics and scores(x) -> (N, n_classes)."""
+    return LEARNERS[cfg.objective.method](cfg, input_shape, n_classes, generator)

@@ -1,0 +1,44 @@
+"""Backpropagation baseline (float reference): the same layer stack plus a linear head, end-to-end
+cross-entropy with one backward pass through all layers."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from onchip_ff.config import Config
+from onchip_ff.network import build_layers, init_parameters, make_optimizer
+
+
+class Backprop(nn.Module):
+    def __init__(self, cfg: Config, input_shape: tuple[int, ...], n_classes: int,
+                 generator: torch.Generator) -> None:
+        super().__init__()
+        layers, shapes = build_layers(cfg.model, input_shape)
+        self.layers = nn.ModuleList(layers)
+        self.head = nn.Linear(math.prod(shapes[-1]), n_classes)
+        init_parameters(self, generator)
+        self.optimizers = [make_optimizer(self.parameters(), cfg.train)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x.flatten(1))
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        loss = F.cross_entropy(self(x), y)
+        opt = self.optimizers[0]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": loss.item()}
+
+    @torch.no_grad()
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x)
+
+    def optimizer_states(self) -> list[dict]:
+        return [o.state_dict() for o in self.optimizers]

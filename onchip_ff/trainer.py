@@ -1,0 +1,130 @@
+"""Epoch loop: shuffling, evaluation, per-epoch history, atomic metrics/checkpoint files, progress."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import onchip_ff
+from onchip_ff import config as config_mod
+from onchip_ff.config import Config
+from onchip_ff.data import Dataset
+from onchip_ff.errors import DivergedError
+from onchip_ff.reference import build_learner
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder and rename: never a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    import io
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+@torch.no_grad()
+def accuracy(learner, x: np.ndarray, y: np.ndarray, batch_size: int) -> float:
+    if len(y) == 0:
+        return float("nan")
+    correct = 0
+    for i in range(0, len(y), batch_size):
+        scores = learner.scores(torch.from_numpy(x[i:i + batch_size]))
+        correct += int((scores.argmax(1).numpy() == y[i:i + batch_size]).sum())
+    return correct / len(y)
+
+
+def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: bool = True,
+          desc: str | None = None) -> dict[str, Any]:
+    """Train per cfg on data; if out_dir is given, write metrics.json, checkpoint.pt and
+    config.toml there (metrics and checkpoint rewritten atomically after every epoch)."""
+    t = cfg.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    rng = np.random.default_rng(t.seed)
+    generator = torch.Generator().manual_seed(t.seed)
+    learner = build_learner(cfg, data.input_shape, data.n_classes, generator)
+    n_eval = t.train_eval_samples or len(data.y_train)
+    metrics: dict[str, Any] = {
+        "status": "running", "method": cfg.objective.method, "backend": cfg.hardware.backend,
+        "arch": cfg.model.arch, "dataset": data.name, "seed": t.seed, "epochs": 0,
+        "epochs_planned": t.epochs, "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)),
+        "train_accuracy_samples": int(min(n_eval, len(data.y_train))),
+        "test_accuracy": None, "train_accuracy": None, "wall_s": 0.0, "train_s": 0.0,
+        "history": [], "version": onchip_ff.__version__, "torch_version": torch.__version__,
+        "threads": torch.get_num_threads(), "python": platform.python_version(),
+    }
+    if out_dir is not None:
+        (out_dir / "config.toml").write_text(config_mod.dumps(cfg))
+    n = len(data.y_train)
+    steps = math.ceil(n / t.batch_size)
+    start = time.perf_counter()
+    train_s = 0.0
+    bar = tqdm(total=t.epochs * steps, disable=not progress, desc=desc or cfg.objective.method,
+               unit="step", dynamic_ncols=True, leave=True)
+    try:
+        for epoch in range(1, t.epochs + 1):
+            t0 = time.perf_counter()
+            learner.train()
+            perm = rng.permutation(n)
+            loss_sum = 0.0
+            for s in range(steps):
+                idx = perm[s * t.batch_size:(s + 1) * t.batch_size]
+                step = learner.train_step(torch.from_numpy(data.x_train[idx]),
+                                          torch.from_numpy(data.y_train[idx]))
+                if not math.isfinite(step["loss"]):
+                    raise DivergedError(f"non-finite loss {step['loss']} at epoch {epoch}, step {s + 1}; "
+                                        "lower train.lr or check the data normalization")
+                loss_sum += step["loss"]
+                bar.update(1)
+                if s % 20 == 0:
+                    bar.set_postfix(epoch=epoch, loss=f"{step['loss']:.4f}")
+            train_s += time.perf_counter() - t0
+            learner.eval()
+            test_acc = accuracy(learner, data.x_test, data.y_test, t.eval_batch_size)
+            train_acc = accuracy(learner, data.x_train[:n_eval], data.y_train[:n_eval], t.eval_batch_size)
+            wall = time.perf_counter() - start
+            metrics["history"].append({"epoch": epoch, "loss": loss_sum / steps,
+                                       "train_accuracy": train_acc, "test_accuracy": test_acc,
+                                       "wall_s": wall})
+            metrics.update(epochs=epoch, test_accuracy=test_acc, train_accuracy=train_acc,
+                           wall_s=wall, train_s=train_s)
+            bar.set_postfix(epoch=epoch, test_acc=f"{test_acc:.4f}")
+            if out_dir is not None:
+                atomic_torch_save(out_dir / "checkpoint.pt", {
+                    "model": learner.state_dict(), "optimizers": learner.optimizer_states(),
+                    "config": config_mod.to_dict(cfg), "epoch": epoch,
+                    "rng": rng.bit_generator.state, "torch_generator": generator.get_state()})
+                atomic_write_json(out_dir / "metrics.json", metrics)
+    finally:
+        bar.close()
+    metrics["status"] = "done"
+    if out_dir is not None:
+        atomic_write_json(out_dir / "metrics.json", metrics)
+    metrics["_learner"] = learner
+    return metrics

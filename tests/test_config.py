@@ -1,0 +1,72 @@
+from pathlib import Path
+
+import pytest
+
+from onchip_ff import config
+from onchip_ff.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+
+
+def test_defaults_round_trip_through_toml(tmp_path):
+    cfg = config.load(None, ["model.hidden=[7, 9]", "objective.scale=20", "train.lr=0.01"])
+    path = tmp_path / "c.toml"
+    path.write_text(config.dumps(cfg))
+    again = config.load(path)
+    assert again == cfg
+    assert again.model.hidden == (7, 9) and again.objective.scale == 20.0
+
+
+@pytest.mark.parametrize("override, field", [
+    ("objective.scal=3", "objective.scal"),
+    ("nosection.key=3", "[nosection]"),
+    ("train.epochs=abc", "train.epochs"),
+    ("train.epochs=1.5", "train.epochs"),
+    ("train.lr=-1", "train.lr"),
+    ("train.lr=true", "train.lr"),
+    ("model.hidden=[]", "model.hidden"),
+    ("model.hidden=[10, 0]", "model.hidden"),
+    ("model.hidden=5", "model.hidden"),
+    ("objective.method=sgd", "objective.method"),
+    ("objective.margin=-0.1", "objective.margin"),
+    ("objective.ema_momentum=1", "objective.ema_momentum"),
+    ("objective.block_size=0", "objective.block_size"),
+    ("hardware.backend=gpu", "hardware.backend"),
+    ("data.name=mnist", "data.name"),
+    ("data.normalize=1", "data.normalize"),
+    ("train", "section.key=value"),
+    ("train=3", "section.key"),
+])
+def test_bad_values_name_the_field(override, field):
+    with pytest.raises(ConfigError) as exc:
+        config.load(None, [override])
+    assert field in str(exc.value)
+
+
+def test_int_accepted_for_float_and_strings_bare_or_quoted():
+    cfg = config.load(None, ["train.lr=1", "objective.centroids=ema", 'objective.negatives="hard"'])
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+    assert cfg.objective.centroids == "ema" and cfg.objective.negatives == "hard"
+
+
+def test_invalid_toml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\nepochs = 2")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        config.load(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        config.load(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("name", ["df_mlp_fmnist", "df_cnn_fmnist", "ff_mlp_fmnist",
+                                  "bp_mlp_fmnist", "bp_cnn_fmnist"])
+def test_shipped_configs_load_and_build(name):
+    import torch
+
+    from onchip_ff.reference import build_learner
+
+    cfg = config.load(CONFIG_DIR / f"{name}.toml")
+    assert cfg.hardware.backend == "torch" and cfg.data.name == "fashion_mnist"
+    learner = build_learner(cfg, (1, 28, 28), 10, torch.Generator().manual_seed(0))
+    scores = learner.scores(torch.zeros(2, 1, 28, 28))
+    assert scores.shape == (2, 10) and torch.isfinite(scores).all()
