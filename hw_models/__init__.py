@@ -1,0 +1,1 @@
+"""Hardware models: fixed-point formats, crossbar tiles, periphery, noise models, presets."""
