@@ -33,6 +33,7 @@ demo: install data
 
 test: install-test
 	$(PY) -m pytest -q
+	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -m jitfree
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache *.egg-info

@@ -1,4 +1,4 @@
-"""The `onchip-ff` command line: train, demo.  Errors meant for people become one line and exit 2."""
+"""The `onchip-ff` command line: train, demo, bench.  Errors meant for people become one line and exit 2."""
 
 from __future__ import annotations
 
@@ -61,8 +61,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from experiments.demo import run_demo
 
+    if args.epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
     out = prepare_out_dir(args.out, "demo", ("demo.png", "summary.json"))
     return run_demo(out, epochs=args.epochs, progress=not args.no_progress)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from experiments.bench import run_bench
+
+    if args.batch < 1 or args.repeats < 1:
+        raise ConfigError("--batch and --repeats must be >= 1")
+    out = prepare_out_dir(args.out, "bench", ("bench.json",))
+    return run_bench(out, batch=args.batch, repeats=args.repeats)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     d.set_defaults(func=cmd_demo)
+
+    b = sub.add_parser("bench", help="time simulator MVMs and DF train steps against torch float32")
+    b.add_argument("--out", help="output folder (default runs/bench-<time>)")
+    b.add_argument("--batch", type=int, default=256, help="batch size (default 256)")
+    b.add_argument("--repeats", type=int, default=10, help="timed repeats per entry (median; default 10)")
+    b.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    b.set_defaults(func=cmd_bench)
     return p
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import tomli_w
 
+from onchip_ff.coerce import coerce as _coerce
 from onchip_ff.errors import ConfigError
 
 
@@ -136,10 +137,18 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class HardwareConfig:
-    backend: str = "torch"  # "torch": float32 PyTorch reference
+    """[hardware]: backend "torch" (float32 PyTorch reference) or "sim" (simulated tiles), a
+    preset name and overrides of any device/periphery/noise-model field (see hw_models.presets)."""
+
+    backend: str = "torch"
+    preset: str = "ideal"
+    device: Any = None  # hw_models.device.DeviceConfig, resolved from preset + overrides
 
     def __post_init__(self) -> None:
-        _choice("hardware.backend", self.backend, ("torch",))
+        if self.device is None:
+            from hw_models.presets import resolve
+            _, _, device = resolve({"backend": self.backend, "preset": self.preset})
+            object.__setattr__(self, "device", device)
 
 
 @dataclass(frozen=True)
@@ -151,34 +160,8 @@ class Config:
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
 
 
-SECTIONS: dict[str, type] = {f.name: f.default_factory().__class__ for f in dataclasses.fields(Config)}
-
-
-def _coerce(name: str, value: Any, type_: Any) -> Any:
-    """Check `value` against the annotated field type; ints are accepted for floats."""
-    origin = typing.get_origin(type_)
-    if origin is tuple:
-        (item_type, _) = typing.get_args(type_)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name} must be a list of {item_type.__name__}, got {value!r}")
-        return tuple(_coerce(f"{name}[{i}]", v, item_type) for i, v in enumerate(value))
-    if type_ is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name} must be true or false, got {value!r}")
-        return value
-    if type_ is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name} must be an integer, got {value!r}")
-        return value
-    if type_ is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} must be a number, got {value!r}")
-        return float(value)
-    if type_ is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{name} must be a string (quote it in TOML), got {value!r}")
-        return value
-    raise TypeError(f"unsupported field type {type_!r} for {name}")  # programming error
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "objective": ObjectiveConfig,
+                             "train": TrainConfig, "hardware": HardwareConfig}
 
 
 def from_dict(raw: dict[str, Any], source: str = "config") -> Config:
@@ -191,6 +174,11 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> Config:
         if not isinstance(values, dict):
             raise ConfigError(f"[{section}] in {source} must be a table of key = value lines")
         cls = SECTIONS[section]
+        if section == "hardware":
+            from hw_models.presets import resolve
+            backend, preset, device = resolve(values)
+            sections[section] = HardwareConfig(backend, preset, device)
+            continue
         hints = typing.get_type_hints(cls)
         kwargs = {}
         for key, value in values.items():
@@ -206,24 +194,30 @@ def to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
     """Fully resolved nested dict (tuples as lists), the inverse of from_dict."""
     out = {}
     for f in dataclasses.fields(cfg):
+        if f.name == "hardware":
+            from hw_models.presets import to_dict as hardware_dict
+            out["hardware"] = hardware_dict(cfg.hardware.backend, cfg.hardware.preset, cfg.hardware.device)
+            continue
         sec = dataclasses.asdict(getattr(cfg, f.name))
         out[f.name] = {k: list(v) if isinstance(v, tuple) else v for k, v in sec.items()}
     return out
 
 
-def parse_override(text: str) -> tuple[str, str, Any]:
-    """Parse `section.key=value`; the value is read as TOML, bare words as strings."""
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse `section.key=value` (or `hardware.<model>.key=value`); the value is read as TOML,
+    bare words as strings."""
     if "=" not in text:
         raise ConfigError(f"--set {text!r} must look like section.key=value")
     lhs, rhs = text.split("=", 1)
     parts = lhs.strip().split(".")
-    if len(parts) != 2 or not all(parts):
-        raise ConfigError(f"--set {text!r}: the left side must be section.key, e.g. train.epochs")
+    if not (len(parts) == 2 or (len(parts) == 3 and parts[0] == "hardware")) or not all(parts):
+        raise ConfigError(f"--set {text!r}: the left side must be section.key (e.g. train.epochs) "
+                          "or hardware.<noise model>.key")
     try:
         value = tomllib.loads(f"v = {rhs.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = rhs.strip()
-    return parts[0], parts[1], value
+    return parts, value
 
 
 def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
@@ -241,11 +235,13 @@ def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     for text in overrides:
-        section, key, value = parse_override(text)
-        raw.setdefault(section, {})
-        if not isinstance(raw[section], dict):
-            raise ConfigError(f"--set {text!r}: [{section}] is not a table")
-        raw[section][key] = value
+        parts, value = parse_override(text)
+        table = raw
+        for part in parts[:-1]:
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"--set {text!r}: {part} is not a table")
+        table[parts[-1]] = value
     return from_dict(raw, source + (" with --set overrides" if overrides else ""))
 
 

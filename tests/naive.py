@@ -7,3 +7,189 @@ comparison uses (bit-exact for integer / fixed-point paths).
 from __future__ import annotations
 
 import numpy as np  # noqa: F401
+
+
+# ---- fixed-point formats and integer MVM (hw_models/kernels/{quantize,intmvm,adc}.py) --------
+# All bit-exact twins.  They take primitive arguments (bits, key) rather than FixedPointFormat.
+_M64 = (1 << 64) - 1
+
+
+def naive_splitmix64(state: int, n: int) -> list[int]:
+    """First n outputs of a splitmix64 generator whose state starts at `state` (Python ints)."""
+    outs = []
+    for _ in range(n):
+        state = (state + 0x9E3779B97F4A7C15) & _M64
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+        outs.append(z ^ (z >> 31))
+    return outs
+
+
+def naive_seed_key(seed: int) -> int:
+    """Twin of kernels.quantize.seed_key for int seeds: first splitmix64 output of state seed."""
+    return naive_splitmix64(seed & _M64, 1)[0]
+
+
+def naive_uniform(key: int, n: int) -> np.ndarray:
+    """Twin of uniform_at(key, i) for i = 0..n-1, vectorized in numpy uint64 (wraps silently)."""
+    z = np.uint64(key) + (np.arange(n, dtype=np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
+def _naive_scaled(x, scale, axis):
+    """float64 x / float64 scale, a 1-D scale broadcast along `axis` (default last)."""
+    x = np.asarray(x, dtype=np.float64)
+    s = np.asarray(scale, dtype=np.float32).astype(np.float64)
+    if s.ndim == 1:
+        shape = [1] * x.ndim
+        shape[-1 if axis is None else axis] = -1
+        s = s.reshape(shape)
+    return x / s
+
+
+def naive_quantize_nearest_kernel(x, scale, bits, axis=None):
+    """Codes clip(rint(x / scale), -qmax, qmax) (ties to even), int8 for bits <= 8 else int16."""
+    qmax = 2 ** (bits - 1) - 1
+    q = np.clip(np.rint(_naive_scaled(x, scale, axis)), -qmax, qmax)
+    return q.astype(np.int8 if bits <= 8 else np.int16)
+
+
+def naive_quantize_stochastic_kernel(x, scale, bits, seed, axis=None):
+    """Codes clip(floor(x / scale + u), -qmax, qmax), u[i] = naive_uniform(seed key)[C-order i]."""
+    qmax = 2 ** (bits - 1) - 1
+    v = _naive_scaled(x, scale, axis)
+    u = naive_uniform(naive_seed_key(seed), v.size).reshape(v.shape)
+    q = np.clip(np.floor(v + u), -qmax, qmax)
+    return q.astype(np.int8 if bits <= 8 else np.int16)
+
+
+def naive_int_matmul(a, b) -> np.ndarray:
+    """Exact integer product with Python-int loops -> int64 (N, M)."""
+    n, k = a.shape
+    m = b.shape[1]
+    out = np.zeros((n, m), dtype=np.int64)
+    for i in range(n):
+        for j in range(m):
+            out[i, j] = sum(int(a[i, t]) * int(b[t, j]) for t in range(k))
+    return out
+
+
+def naive_tiled_matmul_kernel(a, b, tile_rows) -> np.ndarray:
+    """Per-tile partial sums (ceil(K / tile_rows), N, M), last tile shorter, via naive_int_matmul."""
+    k = a.shape[1]
+    tiles = [naive_int_matmul(a[:, s:s + tile_rows], b[s:s + tile_rows]) for s in range(0, k, tile_rows)]
+    return np.array(tiles, dtype=np.int64).reshape(len(tiles), a.shape[0], b.shape[1])
+
+
+def naive_checked_matmul_kernel(a, b, acc_bits) -> tuple[np.ndarray, int]:
+    """(exact a @ b, number of outputs whose running sum over k = 0..K-1 left the acc range)."""
+    lo, hi = -(2 ** (acc_bits - 1)), 2 ** (acc_bits - 1) - 1
+    n, k = a.shape
+    m = b.shape[1]
+    out = np.zeros((n, m), dtype=np.int64)
+    n_overflow = 0
+    for i in range(n):
+        for j in range(m):
+            acc, left = 0, False
+            for t in range(k):
+                acc += int(a[i, t]) * int(b[t, j])
+                left = left or not lo <= acc <= hi
+            out[i, j] = acc
+            n_overflow += left
+    return out, n_overflow
+
+
+def naive_adc_kernel(partial, noise, sigma, bits, range_) -> tuple[np.ndarray, int]:
+    """y = partial + f32(sigma) * noise in float32; bits > 0: level = clip(rint(f64(y) / lsb),
+    +-qmax), lsb = range_ / qmax, out = f32(level * lsb), saturated = count of |y| >= range_."""
+    y = np.asarray(partial, dtype=np.float32)
+    if noise is not None and sigma != 0:
+        y = y + np.float32(sigma) * np.asarray(noise, dtype=np.float32)
+    if bits == 0:
+        return y.astype(np.float32), 0
+    qmax = 2 ** (bits - 1) - 1
+    lsb = float(range_) / qmax
+    level = np.clip(np.rint(y.astype(np.float64) / lsb), -qmax, qmax)
+    n_sat = int(np.count_nonzero(np.abs(y.astype(np.float64)) >= range_))
+    return (level * lsb).astype(np.float32), n_sat
+
+
+# ---- pulsed updates (hw_models/kernels/pulsed.py) ---------------------------------------------
+# Plain-Python loops over devices in float64, written from the sources rather than the kernels.
+def naive_constant_step_update(g, dg, dw_nominal, step_up, step_down, gmin, gmax, std, u, xi):
+    """Twin of constant_step_update (arrays 1-D of length N or 1; u, xi the pre-drawn noise).
+    Bit-exact: the same float64 operations in the same order, one float32 rounding at the end."""
+    import math
+
+    g, dg = np.asarray(g, np.float32).ravel(), np.asarray(dg, np.float32).ravel()
+    at = [np.asarray(a, np.float32).ravel() for a in (step_up, step_down, gmin, gmax, u, xi)]
+    out = np.empty(g.size, np.float32)
+    for i in range(g.size):
+        up, down, lo, hi, ui, xii = (float(a[0] if a.size == 1 else a[i]) for a in at)
+        gi, d = float(g[i]), float(dg[i])
+        if d != 0.0:
+            step, s = (up, 1.0) if d > 0 else (down, -1.0)
+            n = math.floor(abs(d) / dw_nominal + ui)
+            gi = gi + s * n * step + step * std * math.sqrt(n) * xii
+        out[i] = min(max(gi, lo), hi)
+    return out
+
+
+def naive_constant_pulse_train(g, n, sign, step, std, gmin, gmax, rng, clip_each_pulse=True):
+    """aihwkit's dense update (rpu_constantstep_device.cpp:57-78), vectorized over devices, one
+    pulse at a time: g += sign * step * (1 + std * xi_k), clipped after every pulse.  Compared with
+    the kernel in distribution only (different draws)."""
+    g = np.asarray(g, np.float64).copy()
+    n = np.asarray(n)
+    for k in range(int(n.max(initial=0))):
+        live = k < n
+        g = np.where(live, g + sign * step * (1 + std * rng.standard_normal(g.shape)), g)
+        if clip_each_pulse:
+            g = np.clip(g, gmin, gmax)
+    return np.clip(g, gmin, gmax)
+
+
+def naive_nonlinear_update(g, dg, gmin, gmax, p_max, a_ltp, a_ltd, sigma_pulses, u, xi):
+    """Twin of nonlinear_update, pulse by pulse, with NeuroSim's formulas verbatim
+    (formula.cpp:82-89): g = B (1 - exp(-P/A)) + Gmin, B = (Gmax - Gmin)/(1 - exp(-Pmax/A)), the
+    depression curve being the same formula with A = -A_ltd.  Not bit-exact (exp/log instead of
+    expm1/log1p, P advanced one pulse at a time): compare within 1e-5 of the conductance range
+    (float32 resolution is ~6e-8 of it; the float64 formulas differ by ~1e-13 for A >= 1 pulse)."""
+    import math
+
+    g, dg = np.asarray(g, np.float32).ravel(), np.asarray(dg, np.float32).ravel()
+    gmax, u, xi = (np.asarray(a, np.float32).ravel() for a in (gmax, u, xi))
+    lo = float(np.float32(gmin))
+    out = np.empty(g.size, np.float32)
+    for i in range(g.size):
+        hi = float(gmax[0] if gmax.size == 1 else gmax[i])
+        gi, d = float(g[i]), float(dg[i])
+        step = (hi - lo) / p_max
+        n = math.floor(abs(d) / step + float(u[0] if u.size == 1 else u[i])) if d != 0 else 0
+        if n > 0:
+            a = a_ltp if d > 0 else -a_ltd
+            b = (hi - lo) / (1 - math.exp(-p_max / a))
+            x = 1 - (min(max(gi, lo), hi) - lo) / b
+            p = -a * math.log(x) if x > 0 else (p_max if d > 0 else 0.0)
+            p = min(max(p, 0.0), float(p_max))
+            for _ in range(n):
+                p = min(p + 1, p_max) if d > 0 else max(p - 1, 0.0)
+            gi = b * (1 - math.exp(-p / a)) + lo
+            gi += sigma_pulses * step * math.sqrt(n) * float(xi[0] if xi.size == 1 else xi[i])
+        out[i] = min(max(gi, lo), hi)
+    return out
+
+
+def naive_one_sided_write(w_target, w_max, gmax_uS):
+    """Twin of hw_models.kernels.program.one_sided_write_kernel (bit-exact: same float32 ops in
+    the same order).  Returns (g_plus, g_minus, g_eff, w_out)."""
+    gmax = np.float32(gmax_uS)
+    wn = np.clip(w_target / w_max[:, None], np.float32(-1), np.float32(1)).astype(np.float32)
+    gp = np.maximum(wn, np.float32(0)) * gmax
+    gn = np.maximum(-wn, np.float32(0)) * gmax
+    ge = (gp - gn) * (np.float32(1.0) / gmax)
+    return gp, gn, ge, ge * w_max[:, None]

@@ -56,7 +56,9 @@ def test_train_writes_metrics_checkpoint_and_resolved_config(tmp_path, capsys):
     ("train.epochs=two", "train.epochs"),
     ("train.lr=0", "train.lr"),
     ("model.arch=rnn", "model.arch"),
-    ("hardware.backend=sim", "hardware.backend"),
+    ("hardware.backend=gpu", "hardware.backend"),
+    ("hardware.preset=flash", "hardware.preset"),
+    ("hardware.adc_bits=0.5", "hardware.adc_bits"),
 ])
 def test_bad_config_values(tmp_path, capsys, override, needle):
     out = tmp_path / "never"

@@ -36,6 +36,11 @@ def test_defaults_round_trip_through_toml(tmp_path):
     ("data.normalize=1", "data.normalize"),
     ("train", "section.key=value"),
     ("train=3", "section.key"),
+    ("hardware.adc_bits=1", "hardware.adc_bits"),
+    ("hardware.tile_rows=0", "hardware.tile_rows"),
+    ("hardware.gmax_uS=0", "hardware.gmax_uS"),
+    ("hardware.out_noise=-1", "hardware.out_noise"),
+    ("hardware.bogus=1", "hardware.bogus"),
 ])
 def test_bad_values_name_the_field(override, field):
     with pytest.raises(ConfigError) as exc:

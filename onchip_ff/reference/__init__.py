@@ -14,5 +14,11 @@ LEARNERS = {"df": DistanceForward, "ff": ForwardForward, "bp": Backprop}
 
 def build_learner(cfg: Config, input_shape: tuple[int, ...], n_classes: int,
                   generator: torch.Generator):
-    """A learner with train_step(x, y) -> metrics and scores(x) -> (N, n_classes)."""
-    return LEARNERS[cfg.objective.method](cfg, input_shape, n_classes, generator)
+    """A learner with train_step(x, y) -> metrics and scores(x) -> (N, n_classes).  With
+    hardware.backend = "sim" every matrix product runs on simulated tiles (hw_models)."""
+    learner = LEARNERS[cfg.objective.method](cfg, input_shape, n_classes, generator)
+    if cfg.hardware.backend == "sim":
+        from hw_models.torch_layers import attach_simulator
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        learner.analog_modules = attach_simulator(learner, cfg.hardware.device, seed)
+    return learner

@@ -1,0 +1,208 @@
+"""Analog crossbar holding one weight matrix: differential conductance pairs split into tiles of
+rows x cols, forward and transposed MVM through DAC -> array (+ read noise) -> ADC per tile, an
+update path through the devices' update model, and drift to a time after programming.
+
+Arrays are kept in the layer's (out, in) orientation, G[m, k]: physical row k (input line) and
+column m (output line); a tile covers tile_rows inputs x tile_cols outputs.  Weight
+w[m, k] = (G+[m, k] - G-[m, k]) / gmax * w_max[m] (per-output-column scaling).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw_models.device import DeviceConfig
+from hw_models.kernels.program import one_sided_write
+from hw_models.periphery import adc, compensation_factor, dac
+
+
+class AnalogTile:
+    def __init__(self, weight: np.ndarray, device: DeviceConfig, rng: np.random.Generator) -> None:
+        self.device = device
+        self.rng = rng
+        self.out_features, self.in_features = weight.shape
+        self.t_s = device.read_time_s
+        self.program(weight)
+
+    # ---- programming and time ------------------------------------------------------------
+    def program(self, weight: np.ndarray) -> None:
+        """Write W (out, in): per-column range w_max = headroom * max|W[m, :]|, then each device of
+        both polarities through the program stage of every noise model in the chain."""
+        d = self.device
+        w = np.ascontiguousarray(weight, dtype=np.float32)  # (M, K)
+        absmax = np.abs(w).max(axis=1) if w.size else np.ones(w.shape[0], np.float32)
+        self.w_max = np.ascontiguousarray(
+            (d.weight_headroom * np.where(absmax > 0, absmax, 1.0)).astype(np.float32)[:, None])
+        w_norm = np.clip(w / self.w_max, -1.0, 1.0)
+        self.g_prog, self.states = [], []
+        for target in self._targets(w_norm):
+            g, state = target, {}
+            for model in d.noise:
+                g, new = model.program(g, d.gmax_uS, self.rng)
+                state.update(new)
+            for model in d.noise:
+                g = model.enforce(g, state)
+            self.g_prog.append(g.astype(np.float32, copy=False))
+            self.states.append(state)
+        self._refresh()
+        self.calibration = self._calibration_read() if d.periphery.drift_compensation else None
+
+    def _targets(self, w_norm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        gmax = np.float32(self.device.gmax_uS)
+        if self.device.pair_mapping == "one_sided":  # aihwkit inference mapping: one device at 0
+            return np.maximum(w_norm, 0) * gmax, np.maximum(-w_norm, 0) * gmax
+        half = gmax / np.float32(2)  # symmetric: both devices around gmax/2, room to move both ways
+        return half * (1 + w_norm), half * (1 - w_norm)
+
+    def set_time(self, t_s: float) -> None:
+        """Evaluate from now on at t_s seconds after programming (drift, read noise at t)."""
+        self.t_s = float(t_s)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        d = self.device
+        gs, var = [], None
+        for g, state in zip(self.g_prog, self.states):
+            for model in d.noise:
+                g = model.drift(g, state, self.t_s)
+            for model in d.noise:
+                g = model.enforce(g, state)
+            for model in d.noise:
+                sigma = model.read_sigma_uS(g, state, self.t_s)
+                if sigma is not None:
+                    var = sigma * sigma if var is None else var + sigma * sigma
+            gs.append(g)
+        self.g_now = gs
+        inv = np.float32(1.0 / d.gmax_uS)
+        self.g_eff = ((gs[0] - gs[1]) * inv).astype(np.float32)  # normalized weights (M, K)
+        self.read_var = None if var is None else (var * inv * inv).astype(np.float32)
+
+    def _calibration_read(self) -> np.ndarray:
+        return self.g_eff.sum(axis=1)
+
+    # ---- reads ----------------------------------------------------------------------------
+    def weights(self) -> np.ndarray:
+        """Effective weights (out, in) at the current time, without read noise."""
+        return self.g_eff * self.w_max
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """y = W x for a batch x (N, in) -> (N, out)."""
+        y = self._mvm(x, self.g_eff, self.read_var, self.device.tile_rows)
+        y *= self.w_max.T
+        if self.calibration is not None:
+            y *= np.float32(compensation_factor(self.calibration, self._calibration_read_now()))
+        return y
+
+    def backward(self, d: np.ndarray) -> np.ndarray:
+        """Transposed MVM W^T d for a batch d (N, out) -> (N, in), same periphery and noise."""
+        g_t = self.g_eff.T  # a view: BLAS reads it transposed, no copy
+        var_t = None if self.read_var is None else self.read_var.T
+        return self._mvm(np.ascontiguousarray(d * self.w_max.T, dtype=np.float32), g_t, var_t,
+                         self.device.tile_cols)
+
+    def _calibration_read_now(self) -> np.ndarray:
+        if getattr(self, "_calib_cache_t", None) != self.t_s:
+            self._calib_cache, self._calib_cache_t = self._calibration_read(), self.t_s
+        return self._calib_cache
+
+    def _mvm(self, x: np.ndarray, g: np.ndarray, var: np.ndarray | None, tile_rows: int) -> np.ndarray:
+        """x (N, K) through g (M, K): y = x g^T, digitized per tile of tile_rows inputs."""
+        p = self.device.periphery
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        xn, scale = dac(x, p)
+        ideal_tiles = var is None and p.out_noise == 0 and p.adc_bits == 0
+        if ideal_tiles:  # per-tile digitization is the identity: one GEMM, same sum
+            return (xn @ g.T) * scale
+        out = np.zeros((x.shape[0], g.shape[0]), np.float32)
+        for r0 in range(0, g.shape[1], tile_rows):
+            out += self._tile_read(xn[:, r0:r0 + tile_rows], g[:, r0:r0 + tile_rows],
+                                   None if var is None else var[:, r0:r0 + tile_rows])
+        return out * scale
+
+    def _tile_read(self, xn: np.ndarray, g: np.ndarray, var: np.ndarray | None) -> np.ndarray:
+        """One tile: analog MVM, read noise as its exact output distribution (independent
+        per-device Gaussian reads sum to N(0, sum_k x_k^2 sigma_k^2)), output noise, ADC; with
+        bound management a saturated input vector is halved and read again (<= 3 times)."""
+        p = self.device.periphery
+        factor = np.ones((xn.shape[0], 1), np.float32)
+        rows = np.arange(xn.shape[0])
+        result = np.empty((xn.shape[0], g.shape[0]), np.float32)
+        for attempt in range(4):
+            xs = xn[rows] * factor[rows]
+            y = xs @ g.T
+            if var is not None:
+                y += np.sqrt((xs * xs) @ var.T) * self.rng.standard_normal(y.shape, dtype=np.float32)
+            noise = self.rng.standard_normal(y.shape, dtype=np.float32) if p.out_noise else None
+            y, saturated = adc(y, p, noise)
+            result[rows] = y / factor[rows]
+            if not (p.bound_management and p.adc_bits and saturated.any()) or attempt == 3:
+                break
+            rows = rows[saturated]
+            factor[rows] *= np.float32(0.5)
+        return result
+
+    # ---- writes ---------------------------------------------------------------------------
+    def write(self, w_target: np.ndarray) -> np.ndarray:
+        """Move the devices towards w_target (out, in) through the update path; returns the weights
+        the devices now hold.  Ideal one-sided devices take a fused one-pass kernel."""
+        d = self.device
+        if not d.noise and d.pair_mapping == "one_sided" and self.calibration is None:
+            w_target = np.ascontiguousarray(w_target, dtype=np.float32)
+            out = np.empty_like(w_target)
+            one_sided_write(w_target, self.w_max[:, 0], d.gmax_uS, self.g_prog[0], self.g_prog[1],
+                            self.g_eff, out)
+            return out
+        self.update(w_target - self.weights())
+        return self.weights()
+
+    def update(self, delta_w: np.ndarray) -> None:
+        """Apply a requested weight change (out, in) through the devices' update model: half of the
+        conductance change to G+, the opposite half to G- ("symmetric" mapping); with the
+        "one_sided" mapping the changed pairs are re-programmed to their new targets."""
+        d = self.device
+        dw_norm = np.asarray(delta_w, dtype=np.float32) / self.w_max
+        if d.pair_mapping == "one_sided":
+            self._reprogram(np.clip(self.g_eff + dw_norm, -1.0, 1.0), dw_norm != 0)
+            return
+        half_dg = dw_norm * np.float32(d.gmax_uS / 2)
+        for i, sign in enumerate((1.0, -1.0)):
+            g, state = self.g_prog[i], self.states[i]
+            for model in d.noise:
+                if "update" in model.stages:
+                    g = model.update(g, np.float32(sign) * half_dg, d.gmax_uS, state, self.rng)
+                    break
+            else:
+                g = np.clip(g + np.float32(sign) * half_dg, 0.0, d.gmax_uS)
+            for model in d.noise:
+                g = model.enforce(g, state)
+            self.g_prog[i] = g.astype(np.float32, copy=False)
+        self._refresh()
+
+    def _reprogram(self, w_norm: np.ndarray, changed: np.ndarray) -> None:
+        d = self.device
+        if changed.all():  # the common case under Adam: rewrite everything, no masking
+            for i, target in enumerate(self._targets(w_norm)):
+                g, state = target, self.states[i]
+                for model in d.noise:
+                    g, new = model.program(g, d.gmax_uS, self.rng)
+                    state.update(new)
+                for model in d.noise:
+                    g = model.enforce(g, state)
+                self.g_prog[i] = g.astype(np.float32, copy=False)
+            self._refresh()
+            return
+        for i, target in enumerate(self._targets(w_norm)):
+            g, state = target[changed], {k: v[changed] if np.ndim(v) else v for k, v in self.states[i].items()}
+            for model in d.noise:
+                g, new = model.program(g, d.gmax_uS, self.rng)
+                for k, v in new.items():
+                    self.states[i][k][changed] = v
+                state.update(new)
+            for model in d.noise:
+                g = model.enforce(g, state)
+            self.g_prog[i][changed] = g
+        self._refresh()
+
+    def outer_update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None:
+        """Rank-N update W <- W - lr * d^T x (SGD outer product of a batch)."""
+        self.update(-np.float32(lr) * (d.T @ x))  # (out, in)

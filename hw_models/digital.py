@@ -1,0 +1,82 @@
+"""Digital fixed-point MAC array holding one weight matrix: integer weight codes with a per-output
+scale, integer activations with a per-vector scale, exact integer accumulation (overflow checked
+against the accumulator width) and weight updates rounded to the LSB grid (stochastic by default).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw_models.device import DeviceConfig
+from hw_models.formats import FixedPointFormat, accumulate_int, quantize, scale_for
+from onchip_ff.errors import OnchipError
+
+
+class AccumulatorOverflow(OnchipError):
+    """An integer partial sum left the accumulator's range."""
+
+
+class DigitalTile:
+    def __init__(self, weight: np.ndarray, device: DeviceConfig, rng: np.random.Generator) -> None:
+        self.device = device
+        self.rng = rng
+        # per_column: one scale per index of axis 0 (per output row of W, per vector of a batch)
+        self.wfmt = FixedPointFormat(device.weight_bits, "nearest", per_column=True,
+                                     field_name="hardware.weight_bits")
+        self.ufmt = FixedPointFormat(device.weight_bits, device.update_rounding, per_column=True,
+                                     field_name="hardware.weight_bits")
+        self.xfmt = (FixedPointFormat(device.input_bits, "nearest", per_column=True,
+                                      field_name="hardware.input_bits") if device.input_bits else None)
+        self.out_features, self.in_features = weight.shape
+        self.program(weight)
+
+    def program(self, weight: np.ndarray) -> None:
+        w = np.ascontiguousarray(weight, dtype=np.float32)
+        scale = (self.device.weight_headroom * scale_for(w, self.wfmt, axis=0)).astype(np.float32)
+        self.codes = quantize(w, scale, self.wfmt, axis=0)
+        self.scale = scale.reshape(-1, 1)  # (M, 1): one scale per output
+
+    def set_time(self, t_s: float) -> None:  # digital storage does not drift
+        pass
+
+    def weights(self) -> np.ndarray:
+        return self.codes.astype(np.float32) * self.scale
+
+    def _matmul(self, x: np.ndarray, codes_t: np.ndarray, out_scale: np.ndarray | None) -> np.ndarray:
+        """x (N, K) float times integer matrix codes_t (K, M); inputs quantized per vector."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.xfmt is None:
+            y = x @ codes_t.astype(np.float32)
+        else:
+            sx = scale_for(x, self.xfmt, axis=0)
+            xq = quantize(x, sx, self.xfmt, axis=0)
+            sx = sx.reshape(-1, 1)
+            acc, n_overflow = accumulate_int(xq, codes_t, self.device.acc_bits, raise_on_overflow=False)
+            if n_overflow:
+                raise AccumulatorOverflow(f"{n_overflow} running partial sums left the "
+                                          f"{self.device.acc_bits}-bit accumulator; raise "
+                                          "hardware.acc_bits or lower the weight/input bits")
+            y = (acc.astype(np.float64) * sx).astype(np.float32)
+        return y if out_scale is None else y * out_scale
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self._matmul(x, np.ascontiguousarray(self.codes.T), self.scale.T)
+
+    def backward(self, d: np.ndarray) -> np.ndarray:
+        """W^T d: the per-output weight scale is applied to d before the DAC (it sums over m)."""
+        return self._matmul(np.asarray(d, np.float32) * self.scale.T, self.codes, None)
+
+    def update(self, delta_w: np.ndarray) -> None:
+        """codes <- saturate(codes + round(delta_w / scale)), rounding per hardware.update_rounding."""
+        seed = int(self.rng.integers(0, 2 ** 63))
+        step = quantize(np.asarray(delta_w, np.float32), self.scale[:, 0], self.ufmt, seed=seed, axis=0)
+        q = self.wfmt.qmax
+        self.codes = np.clip(self.codes.astype(np.int32) + step, -q, q).astype(self.codes.dtype)
+
+    def write(self, w_target: np.ndarray) -> np.ndarray:
+        """Move the codes towards w_target (out, in) by one rounded update; returns the new weights."""
+        self.update(np.asarray(w_target, np.float32) - self.weights())
+        return self.weights()
+
+    def outer_update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None:
+        self.update(-np.float32(lr) * (d.T @ x))

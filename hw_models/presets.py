@@ -1,0 +1,129 @@
+"""Named device presets (compositions of DeviceConfig, PeripheryConfig and noise models, sources
+cited) and the resolution of a config's [hardware] table: preset + overrides -> DeviceConfig.
+
+[hardware] keys: backend, preset, noise (list of model names, replaces the preset's chain), any
+DeviceConfig field (gmax_uS, tile_rows, weight_bits, ...), any PeripheryConfig field (dac_bits,
+adc_bits, out_noise, ...), and one sub-table per noise model, e.g. [hardware.pcm] drift_nu_mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+from hw_models.device import DeviceConfig
+from hw_models.noise import registry
+from hw_models.periphery import PeripheryConfig
+from onchip_ff.coerce import coerce as _coerce
+from onchip_ff.errors import ConfigError
+
+
+def _ideal() -> DeviceConfig:
+    # exact float arithmetic; w_max = 100 max|W| so that training never reaches a conductance bound;
+    # one-sided pairs keep full float32 precision of small weights (gmax/2 (1 +- w) would not)
+    return DeviceConfig(weight_headroom=100.0, pair_mapping="one_sided")
+
+
+def _fixed8() -> DeviceConfig:
+    # 8-bit weights (per-output scale) and activations (per-vector scale), int32 accumulators,
+    # stochastic rounding of updates to the weight LSB (Gupta et al., "Deep Learning with Limited
+    # Numerical Precision", ICML 2015); w_max = 2 max|W| leaves room for weights to grow.
+    return DeviceConfig(weight_bits=8, input_bits=8, acc_bits=32, weight_headroom=2.0,
+                        update_rounding="stochastic")
+
+
+def _pcm() -> DeviceConfig:
+    # PCM inference tile as aihwkit's InferenceRPUConfig + PCMLikeNoiseModel (Joshi et al., Nature
+    # Comm. 11, 2473 (2020); Nandakumar et al. 2020): gmax 25 uS, one-sided pair mapping, 8-bit
+    # DAC/ADC (inp_res = out_res = 1/254 in aihwkit's io parameters), out_bound 10, output noise
+    # 0.04 (the paper's measured 4%), global drift compensation.
+    return DeviceConfig(
+        gmax_uS=25.0, pair_mapping="one_sided", weight_headroom=1.0, read_time_s=20.0,
+        periphery=PeripheryConfig(dac_bits=8, adc_bits=8, out_bound=10.0, out_noise=0.04,
+                                  bound_management=True, drift_compensation=True),
+        noise=(registry.get("pcm")(),))
+
+
+def _reram_pulsed() -> DeviceConfig:
+    # ReRAM with pulsed, nonlinear, asymmetric conductance response (NeuroSim's Ag:a-Si device,
+    # Chen et al., IEEE TCAD 2018), symmetric pair mapping, 8-bit DAC/ADC.
+    return DeviceConfig(
+        gmax_uS=25.0, pair_mapping="symmetric", weight_headroom=2.0, read_time_s=0.0,
+        periphery=PeripheryConfig(dac_bits=8, adc_bits=8, out_bound=12.0),
+        noise=(registry.get("pulsed_nonlinear").example(),))
+
+
+PRESETS = {"ideal": _ideal, "fixed8": _fixed8, "pcm": _pcm, "reram_pulsed": _reram_pulsed}
+
+
+def preset(name: str) -> DeviceConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"hardware.preset must be one of {', '.join(sorted(PRESETS))}, got {name!r}")
+    return PRESETS[name]()
+
+
+def _coerce_fields(cls: type, prefix: str, values: dict[str, Any]) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {k: _coerce(f"{prefix}.{k}", v, hints[k]) for k, v in values.items()}
+
+
+DEVICE_KEYS = [f.name for f in dataclasses.fields(DeviceConfig) if f.name not in ("periphery", "noise")]
+PERIPHERY_KEYS = [f.name for f in dataclasses.fields(PeripheryConfig)]
+
+
+def resolve(raw: dict[str, Any]) -> tuple[str, str, DeviceConfig]:
+    """[hardware] table -> (backend, preset name, validated DeviceConfig)."""
+    raw = dict(raw)
+    backend = raw.pop("backend", "torch")
+    name = raw.pop("preset", "ideal")
+    if not isinstance(backend, str) or backend not in ("torch", "sim"):
+        raise ConfigError(f"hardware.backend must be 'torch' or 'sim', got {backend!r}")
+    if not isinstance(name, str):
+        raise ConfigError(f"hardware.preset must be a preset name, got {name!r}")
+    base = preset(name)
+    chain = {m.name: m for m in base.noise}
+    order = [m.name for m in base.noise]
+    if "noise" in raw:
+        names = raw.pop("noise")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"hardware.noise must be a list of noise model names, got {names!r}")
+        order = [registry.get(n).name for n in names]
+        chain = {n: chain.get(n) or registry.get(n)() for n in order}
+    device_kw, periphery_kw = {}, {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            if key not in chain:
+                known = ", ".join(registry.names())
+                raise ConfigError(f"[hardware.{key}]: {key!r} is not in this device's noise chain "
+                                  f"({order}); add it with hardware.noise = [...] (models: {known})")
+            cls = type(chain[key])
+            fields = {f.name for f in dataclasses.fields(cls)}
+            bad = [k for k in value if k not in fields]
+            if bad:
+                raise ConfigError(f"unknown key hardware.{key}.{bad[0]}; valid: {', '.join(sorted(fields))}")
+            chain[key] = dataclasses.replace(chain[key], **_coerce_fields(cls, f"hardware.{key}", value))
+        elif key in DEVICE_KEYS:
+            device_kw[key] = value
+        elif key in PERIPHERY_KEYS:
+            periphery_kw[key] = value
+        else:
+            raise ConfigError(f"unknown key hardware.{key}; valid keys: backend, preset, noise, "
+                              + ", ".join(DEVICE_KEYS + PERIPHERY_KEYS) + ", or a [hardware.<model>] table")
+    periphery = dataclasses.replace(base.periphery, **_coerce_fields(PeripheryConfig, "hardware", periphery_kw))
+    device = dataclasses.replace(base, periphery=periphery, noise=tuple(chain[n] for n in order),
+                                 **_coerce_fields(DeviceConfig, "hardware", device_kw))
+    return backend, name, device
+
+
+def to_dict(backend: str, name: str, device: DeviceConfig) -> dict[str, Any]:
+    """Fully resolved [hardware] table (inverse of resolve)."""
+    def plain(v):
+        return list(v) if isinstance(v, tuple) else v
+    out: dict[str, Any] = {"backend": backend, "preset": name}
+    out.update({k: plain(getattr(device, k)) for k in DEVICE_KEYS})
+    out.update({k: plain(getattr(device.periphery, k)) for k in PERIPHERY_KEYS})
+    out["noise"] = [m.name for m in device.noise]
+    for m in device.noise:
+        out[m.name] = {f.name: plain(getattr(m, f.name)) for f in dataclasses.fields(m)}
+    return out

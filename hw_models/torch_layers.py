@@ -1,0 +1,109 @@
+"""Bridge between the float reference and the simulator (`hardware.backend = "sim"`): Linear and
+Conv2d layers whose matrix products run on simulated tiles, and the write of every optimizer step
+into the devices.
+
+The layer's weight Parameter keeps its identity (optimizers built before the swap stay valid) and
+always holds the device's weights: after each optimizer step the requested change is written
+through the device's update model and the Parameter is overwritten with what the devices hold, so
+the next forward sees the device, not a hidden float copy.  Bias and the weight gradient
+(d^T x outer products) are digital periphery in float32; the input gradient is a transposed MVM
+through the same tiles.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hw_models.device import DeviceConfig
+from hw_models.tiles import make_tile
+
+
+class _TileMatmul(torch.autograd.Function):
+    """y = x W^T on a tile; backward: dx = transposed MVM on the tile, dW = dy^T x (digital)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, tile) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.tile = tile
+        ctx.weight_shape = weight.shape
+        return torch.from_numpy(tile.forward(x.detach().numpy()))
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        dy = dy.contiguous()
+        dx = torch.from_numpy(ctx.tile.backward(dy.numpy())) if ctx.needs_input_grad[0] else None
+        dw = (dy.T @ x).view(ctx.weight_shape) if ctx.needs_input_grad[1] else None
+        return dx, dw, None
+
+
+class AnalogLinear(nn.Module):
+    def __init__(self, linear: nn.Linear, device: DeviceConfig, rng: np.random.Generator) -> None:
+        super().__init__()
+        self.weight = linear.weight
+        self.bias = linear.bias
+        self.tile = make_tile(self.weight.detach().numpy(), device, rng)
+        self.sync_from_device()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = _TileMatmul.apply(x.contiguous(), self.weight, self.tile)
+        return y + self.bias if self.bias is not None else y
+
+    @torch.no_grad()
+    def write_to_device(self) -> None:
+        """Write the optimizer's requested weights into the devices, keep what they now hold."""
+        w = self.weight.reshape(self.weight.shape[0], -1)
+        w.copy_(torch.from_numpy(self.tile.write(w.numpy())))
+
+    @torch.no_grad()
+    def sync_from_device(self) -> None:
+        self.weight.copy_(torch.from_numpy(self.tile.weights()).view_as(self.weight))
+
+
+class AnalogConv2d(AnalogLinear):
+    """Convolution as im2col + tile MVM: each output pixel is one read of the (out, in*k*k) array."""
+
+    def __init__(self, conv: nn.Conv2d, device: DeviceConfig, rng: np.random.Generator) -> None:
+        nn.Module.__init__(self)
+        self.weight = conv.weight
+        self.bias = conv.bias
+        self.kernel_size, self.padding, self.stride = conv.kernel_size, conv.padding, conv.stride
+        self.tile = make_tile(self.weight.detach().reshape(self.weight.shape[0], -1).numpy(), device, rng)
+        self.sync_from_device()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        cols = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)  # (N, CKK, L)
+        ho = (h + 2 * self.padding[0] - self.kernel_size[0]) // self.stride[0] + 1
+        wo = (w + 2 * self.padding[1] - self.kernel_size[1]) // self.stride[1] + 1
+        flat = cols.transpose(1, 2).reshape(-1, cols.shape[1])
+        y = _TileMatmul.apply(flat.contiguous(), self.weight, self.tile)  # (N*L, O)
+        y = y.view(n, ho * wo, -1).transpose(1, 2).reshape(n, -1, ho, wo)
+        return y + self.bias.view(1, -1, 1, 1) if self.bias is not None else y
+
+
+def attach_simulator(learner: nn.Module, device: DeviceConfig, seed: int) -> list[AnalogLinear]:
+    """Swap every nn.Linear / nn.Conv2d of the learner for its tile-backed twin (same Parameters),
+    and make every optimizer step write into the devices.  Returns the analog modules."""
+    seeds = np.random.SeedSequence(seed).spawn(1024)
+    analog: list[AnalogLinear] = []
+
+    def swap(parent: nn.Module) -> None:
+        for name, child in parent.named_children():
+            if isinstance(child, (nn.Linear, nn.Conv2d)):
+                cls = AnalogLinear if isinstance(child, nn.Linear) else AnalogConv2d
+                module = cls(child, device, np.random.default_rng(seeds[len(analog)]))
+                setattr(parent, name, module)
+                analog.append(module)
+            else:
+                swap(child)
+
+    swap(learner)
+    by_param = {id(m.weight): m for m in analog}
+    for opt in learner.optimizers:
+        mods = [by_param[id(p)] for g in opt.param_groups for p in g["params"] if id(p) in by_param]
+        opt.register_step_post_hook(lambda _opt, _a, _k, mods=mods: [m.write_to_device() for m in mods])
+    return analog
