@@ -36,16 +36,22 @@ class AnalogTile:
         w_norm = np.clip(w / self.w_max, -1.0, 1.0)
         self.g_prog, self.states = [], []
         for target in self._targets(w_norm):
-            g, state = target, {}
-            for model in d.noise:
-                g, new = model.program(g, d.gmax_uS, self.rng)
-                state.update(new)
-            for model in d.noise:
-                g = model.enforce(g, state)
-            self.g_prog.append(g.astype(np.float32, copy=False))
+            g, state = self._write_devices(target, None)
+            self.g_prog.append(g)
             self.states.append(state)
         self._refresh()
         self.calibration = self._calibration_read() if d.periphery.drift_compensation else None
+
+    def _write_devices(self, target: np.ndarray, old: dict | None) -> tuple[np.ndarray, dict]:
+        """Program stage of every model in the chain, then the hard faults; `old` is the state
+        of an earlier write of the same devices (None for new ones)."""
+        g, state = target, {}
+        for model in self.device.noise:
+            g, new = model.program(g, self.device.gmax_uS, self.rng, old)
+            state.update(new)
+        for model in self.device.noise:
+            g = model.enforce(g, state)
+        return np.ascontiguousarray(g, dtype=np.float32), state
 
     def _targets(self, w_norm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         gmax = np.float32(self.device.gmax_uS)
@@ -179,28 +185,17 @@ class AnalogTile:
         self._refresh()
 
     def _reprogram(self, w_norm: np.ndarray, changed: np.ndarray) -> None:
-        d = self.device
-        if changed.all():  # the common case under Adam: rewrite everything, no masking
-            for i, target in enumerate(self._targets(w_norm)):
-                g, state = target, self.states[i]
-                for model in d.noise:
-                    g, new = model.program(g, d.gmax_uS, self.rng)
-                    state.update(new)
-                for model in d.noise:
-                    g = model.enforce(g, state)
-                self.g_prog[i] = g.astype(np.float32, copy=False)
-            self._refresh()
-            return
+        """Re-write the pairs whose target changed; device properties persist across writes."""
+        every = bool(changed.all())
         for i, target in enumerate(self._targets(w_norm)):
-            g, state = target[changed], {k: v[changed] if np.ndim(v) else v for k, v in self.states[i].items()}
-            for model in d.noise:
-                g, new = model.program(g, d.gmax_uS, self.rng)
-                for k, v in new.items():
+            old = self.states[i] if every else {k: v[changed] for k, v in self.states[i].items()}
+            g, state = self._write_devices(target if every else target[changed], old)
+            if every:
+                self.g_prog[i], self.states[i] = g, state
+            else:
+                self.g_prog[i][changed] = g
+                for k, v in state.items():
                     self.states[i][k][changed] = v
-                state.update(new)
-            for model in d.noise:
-                g = model.enforce(g, state)
-            self.g_prog[i][changed] = g
         self._refresh()
 
     def outer_update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None:

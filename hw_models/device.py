@@ -44,6 +44,11 @@ class DeviceConfig:
               "empty when hardware.weight_bits > 0 (a digital array has no analog devices; for "
               "analog weight levels use the 'weight_quantization' noise model)", [m.name for m in self.noise])
 
+        pulsed = [m.name for m in self.noise if "update" in m.stages]
+        check(not (pulsed and self.pair_mapping == "one_sided"), "hardware.pair_mapping",
+              f"'symmetric' with pulsed-update models {pulsed} (one-sided pairs are re-programmed, "
+              "never pulsed)", self.pair_mapping)
+
     @property
     def digital(self) -> bool:
         return self.weight_bits > 0

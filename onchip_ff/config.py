@@ -115,6 +115,7 @@ class TrainConfig:
     batch_size: int = 128
     optimizer: str = "adam"  # "adam", "sgd" or "momentum"
     lr: float = 3e-4  # learning rate
+    lr_schedule: str = "constant"  # "constant" or "cosine" (per step, from lr down to 0 at the end)
     momentum: float = 0.9  # optimizer = "momentum" only
     weight_decay: float = 0.0
     seed: int = 0  # initialization, shuffling and negative sampling
@@ -127,6 +128,7 @@ class TrainConfig:
         _check(self.batch_size >= 1, "train.batch_size", ">= 1", self.batch_size)
         _choice("train.optimizer", self.optimizer, ("adam", "sgd", "momentum"))
         _check(self.lr > 0, "train.lr", "> 0", self.lr)
+        _choice("train.lr_schedule", self.lr_schedule, ("constant", "cosine"))
         _check(0 <= self.momentum < 1, "train.momentum", "in [0, 1)", self.momentum)
         _check(self.weight_decay >= 0, "train.weight_decay", ">= 0", self.weight_decay)
         _check(self.threads >= 0, "train.threads", ">= 0 (0 = all cores)", self.threads)

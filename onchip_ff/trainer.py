@@ -94,6 +94,11 @@ def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: boo
             perm = rng.permutation(n)
             loss_sum = 0.0
             for s in range(steps):
+                if t.lr_schedule == "cosine":
+                    progress_frac = ((epoch - 1) * steps + s) / (t.epochs * steps)
+                    for opt in learner.optimizers:
+                        for group in opt.param_groups:
+                            group["lr"] = t.lr * 0.5 * (1.0 + math.cos(math.pi * progress_frac))
                 idx = perm[s * t.batch_size:(s + 1) * t.batch_size]
                 step = learner.train_step(torch.from_numpy(data.x_train[idx]),
                                           torch.from_numpy(data.y_train[idx]))

@@ -5,7 +5,11 @@ an ordered tuple of models; a crossbar keeps, for each polarity of its different
 conductance array g_uS (one element per device) plus a `state` dict of per-device arrays that
 later stages need (drift exponents, stuck masks, ...).  Stages, each the identity by default:
 
-  program(g_target_uS, gmax_uS, rng)        -> (g_uS, state)   writing target conductances
+  program(g_target_uS, gmax_uS, rng, state) -> (g_uS, state)   writing target conductances;
+                                             `state` (None for new devices) is the state of an
+                                             earlier write: properties of the physical device
+                                             (stuck masks, gmax spread, step spreads) are kept
+                                             from it, not drawn again
   drift(g_prog_uS, state, t_s)              -> g_uS            deterministic given state, t >= 0
   read_sigma_uS(g_uS, state, t_s)           -> std per device of one read (None = no read noise)
   update(g_uS, dg_uS, gmax_uS, state, rng)  -> g_uS            applying a requested change
@@ -41,8 +45,8 @@ class NoiseModel:
     stages: ClassVar[frozenset[str]] = frozenset()
 
     # ---- stages (identity defaults) -------------------------------------------------------
-    def program(self, g_target_uS: np.ndarray, gmax_uS: float | np.ndarray,
-                rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def program(self, g_target_uS: np.ndarray, gmax_uS: float | np.ndarray, rng: np.random.Generator,
+                state: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         return np.array(g_target_uS, dtype=np.float32, copy=True), {}
 
     def drift(self, g_prog_uS: np.ndarray, state: dict[str, np.ndarray], t_s: float) -> np.ndarray:

@@ -49,7 +49,7 @@ class GaussianRead(NoiseModel):
             v = getattr(self, f)
             check(0 <= v < math.inf, f"hardware.{self.name}.{f}", ">= 0 and finite", v)
 
-    def program(self, g_target_uS, gmax_uS, rng):
+    def program(self, g_target_uS, gmax_uS, rng, state=None):
         g = np.array(g_target_uS, dtype=F32, copy=True)
         if self.sigma_add_rel == 0:
             return g, {}

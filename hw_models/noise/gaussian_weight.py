@@ -3,7 +3,8 @@ plus a multiplicative part (a fraction of the target), the `program` stage.
 
   g = g_target + sigma_add_rel * gmax * xi1 + sigma_mul_rel * |g_target| * xi2,   xi1, xi2 ~ N(0, 1)
 The sum of the two independent Gaussians is one Gaussian, so it is drawn as one:
-  g = g_target + sigma_uS * xi,   sigma_uS = sqrt((sigma_add_rel * gmax)^2 + (sigma_mul_rel * g_target)^2)
+  g = g_target + sigma_uS * xi,
+  sigma_uS = sqrt((sigma_add_rel * gmax)^2 + (sigma_mul_rel * g_target)^2)
 (exact in distribution, half the random numbers).  mean = g_target, std = sigma_uS.
 
 No clipping to [0, gmax]: clipping would bias the mean and shrink the std away from the formula
@@ -52,7 +53,7 @@ class GaussianWeight(NoiseModel):
         mul = F32(self.sigma_mul_rel) * np.abs(np.asarray(g_uS, F32))
         return np.sqrt(add * add + mul * mul).astype(F32)
 
-    def program(self, g_target_uS, gmax_uS, rng):
+    def program(self, g_target_uS, gmax_uS, rng, state=None):
         g = np.array(g_target_uS, dtype=F32, copy=True)
         if self.sigma_add_rel == 0 and self.sigma_mul_rel == 0:
             return g, {}

@@ -19,8 +19,8 @@ Per device i of one polarity (state drawn at program time, nominal values when a
   step_down_i = dw_min_uS * |gain_i - up_down - r_i|      (nominal: dw_min_uS * (1 - up_down))
   gmax_i = max(gmin_uS, gmax * (1 + gmax_dtod*xi3)),  gmax = gmax_uS or the crossbar's gmax
 aihwkit's docstring splits the bias symmetrically as above; its C++ (rpu_pulsed_device.cpp:603-604)
-instead shifts it so that the larger step is dw_min.  We follow the docstring (the brief's
-convention): the up/down ratio is (1 + up_down) / (1 - up_down) either way to first order.
+instead shifts it so that the larger step is dw_min (up/down ratio 1/(1 - up_down) or
+(1 + up_down)).  We follow the docstring: ratio (1 + up_down) / (1 - up_down), mean step dw_min.
 
 update(g, dg): the periphery does not know a device's own step, so the pulse count uses the nominal
 step, as aihwkit's update management does (parameters/training.py:36-40: A = B =
@@ -38,6 +38,8 @@ whenever the device starts within its bounds and every pulse moves in the reques
 (1 + dw_min_std*xi_k > 0, all k): a monotone train that reaches a bound stays there under per-pulse
 clipping, which is what the final clip gives.  They differ for a device starting outside its
 bounds and, with probability about n * Phi(-1/dw_min_std), when a pulse moves backwards.
+zero() is `enabled = False`: pulse quantization means no step size reproduces the ideal update
+np.clip(g + dg, 0, gmax) exactly, so "off" delegates every stage to the ideal device.
 """
 
 from __future__ import annotations
@@ -149,14 +151,16 @@ class PulsedConstant(NoiseModel):
         return self.dw_min_uS * (1 + self.up_down), self.dw_min_uS * (1 - self.up_down)
 
     # ---- stages -------------------------------------------------------------------------------
-    def program(self, g_target_uS, gmax_uS, rng):
+    def program(self, g_target_uS, gmax_uS, rng, state=None):
         """Writes g as requested (programming error is another model's job) and draws the
         per-device steps and bound; only spreads > 0 are drawn and stored."""
         g = np.array(g_target_uS, dtype=F32, copy=True)
         if not self.enabled:
             return g, {}
-        state: dict[str, np.ndarray] = {}
         k_up, k_down, k_max = self._keys
+        if state is not None and any(k in state for k in self._keys):  # a re-write: keep the device
+            return g, {k: state[k] for k in self._keys if k in state}
+        state = {}
         if self.dw_min_dtod > 0 or self.up_down_dtod > 0:
             gain = 1.0 + self.dw_min_dtod * rng.standard_normal(g.shape, dtype=F32)
             r = self.up_down_dtod * rng.standard_normal(g.shape, dtype=F32)

@@ -11,8 +11,8 @@ commit cc138637:
                         to g, clip to [Gmin, Gmax]
   formula.cpp:48-63     truncate(): |x| Pmax rounded half up (threshold 0.5)
   formula.cpp:158-317   getParamA(): A/Pmax per nonlinearity label NL (negative for depression)
-  Cell.cpp:274-275, 310-318  Ag:a-Si device: 97/100 levels, NL_LTP 2.4, NL_LTD -4.88,
-                        sigmaCtoC = 0.035 (Gmax - Gmin)
+  Cell.cpp:259-319      RealDevice::RealDevice, the Ag:a-Si device: 97/100 levels (274-275),
+                        NL_LTP 2.4, NL_LTD -4.88 (310-315), sigmaCtoC = 0.035 (Gmax - Gmin) (318)
 
 Curve, normalized: W(P) = B (1 - e^(-P/A)) - 1 on [-1, 1], B = 2 / (1 - e^(-Pmax/A)), P = 0..Pmax
 (Pmax + 1 levels from gmin by single pulses), g = gmin + (W + 1)/2 (gmax - gmin).  Potentiation
@@ -30,6 +30,8 @@ error is NeuroSim's: in conductance, sqrt(n) times the per-pulse std, after the 
 the curve and the next update re-inverts it); ctoc_std_pulses is that std in nominal steps
 (NeuroSim's sigmaCtoC = 0.035 (Gmax - Gmin) is 0.035 Pmax pulses).  Pulses move P monotonically,
 so clipping P once equals clipping after each pulse; g is clipped once, as in NeuroSim.
+zero() is `enabled = False` (A -> infinity is linear but still quantized to pulses, so no setting
+reproduces np.clip(g + dg, 0, gmax) exactly): "off" delegates every stage to the ideal device.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@ so programming rounds every target to the nearest level (deterministic, the `pro
 
   k = rint(clip(g_target / gmax, 0, 1) * (levels - 1)),   g = k * gmax / (levels - 1)
 i.e. the nearest of the levels 0, step, ..., gmax (step = gmax / (levels - 1)); rint rounds half to
-even (numpy's rint), so a target exactly half-way between two levels goes to the even-index level.  Computed in float64 and rounded once to float32, so the level values are the
-float32 nearest to k * gmax / (levels - 1).  levels = 0 turns the model off (zero()).
+even (numpy's rint), so a target exactly half-way between two levels goes to the even-index level.
+Computed in float64 and rounded once to float32: the levels are the float32 nearest to
+k * gmax / (levels - 1).  levels = 0 turns the model off (zero()).
 
 Only writes through program() are quantized: an update applied by the crossbar (or by a pulsed
 update model) is not re-rounded, and drift moves conductances off the grid, as it does physically.
@@ -49,7 +50,7 @@ class WeightQuantization(NoiseModel):
         k = np.rint(np.clip(np.asarray(g_uS, np.float64) / gmax, 0.0, 1.0) * steps)
         return (k * gmax / steps).astype(F32)
 
-    def program(self, g_target_uS, gmax_uS, rng):
+    def program(self, g_target_uS, gmax_uS, rng, state=None):
         if self.levels == 0:
             return np.array(g_target_uS, dtype=F32, copy=True), {}
         return self._quantize(g_target_uS, gmax_uS), {}
