@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hw_models.blas import matmul
 from hw_models.device import DeviceConfig
 from hw_models.kernels.program import one_sided_write
 from hw_models.periphery import adc, compensation_factor, dac
@@ -118,7 +119,7 @@ class AnalogTile:
         xn, scale = dac(x, p)
         ideal_tiles = var is None and p.out_noise == 0 and p.adc_bits == 0
         if ideal_tiles:  # per-tile digitization is the identity: one GEMM, same sum
-            return (xn @ g.T) * scale
+            return matmul(xn, g.T) * scale
         out = np.zeros((x.shape[0], g.shape[0]), np.float32)
         for r0 in range(0, g.shape[1], tile_rows):
             out += self._tile_read(xn[:, r0:r0 + tile_rows], g[:, r0:r0 + tile_rows],
@@ -135,9 +136,9 @@ class AnalogTile:
         result = np.empty((xn.shape[0], g.shape[0]), np.float32)
         for attempt in range(4):
             xs = xn[rows] * factor[rows]
-            y = xs @ g.T
+            y = matmul(xs, g.T)
             if var is not None:
-                y += np.sqrt((xs * xs) @ var.T) * self.rng.standard_normal(y.shape, dtype=np.float32)
+                y += np.sqrt(matmul(xs * xs, var.T)) * self.rng.standard_normal(y.shape, dtype=np.float32)
             noise = self.rng.standard_normal(y.shape, dtype=np.float32) if p.out_noise else None
             y, saturated = adc(y, p, noise)
             result[rows] = y / factor[rows]

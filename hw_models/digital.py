@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hw_models.blas import matmul
 from hw_models.device import DeviceConfig
 from hw_models.formats import FixedPointFormat, accumulate_int, quantize, scale_for
 from onchip_ff.errors import OnchipError
@@ -35,6 +36,7 @@ class DigitalTile:
         scale = (self.device.weight_headroom * scale_for(w, self.wfmt, axis=0)).astype(np.float32)
         self.codes = quantize(w, scale, self.wfmt, axis=0)
         self.scale = scale.reshape(-1, 1)  # (M, 1): one scale per output
+        self._codes_f32 = self.codes.astype(np.float32)
 
     def set_time(self, t_s: float) -> None:  # digital storage does not drift
         pass
@@ -42,16 +44,24 @@ class DigitalTile:
     def weights(self) -> np.ndarray:
         return self.codes.astype(np.float32) * self.scale
 
-    def _matmul(self, x: np.ndarray, codes_t: np.ndarray, out_scale: np.ndarray | None) -> np.ndarray:
-        """x (N, K) float times integer matrix codes_t (K, M); inputs quantized per vector."""
+    def _matmul(self, x: np.ndarray, transposed: bool, out_scale: np.ndarray | None) -> np.ndarray:
+        """x (N, K) float times the integer matrix (codes^T if not transposed, else codes); inputs
+        quantized per vector.  When K * qmax_x * qmax_w < 2^24 and below the accumulator range,
+        no partial sum can overflow and float32 BLAS is exact on the integer codes."""
         x = np.ascontiguousarray(x, dtype=np.float32)
+        codes_f = self._codes_f32 if transposed else self._codes_f32.T
         if self.xfmt is None:
-            y = x @ codes_t.astype(np.float32)
+            y = matmul(x, codes_f)
         else:
             sx = scale_for(x, self.xfmt, axis=0)
             xq = quantize(x, sx, self.xfmt, axis=0)
             sx = sx.reshape(-1, 1)
-            acc, n_overflow = accumulate_int(xq, codes_t, self.device.acc_bits, raise_on_overflow=False)
+            bound = x.shape[1] * self.xfmt.qmax * self.wfmt.qmax
+            if bound < 2 ** 24 and bound < 2 ** (self.device.acc_bits - 1):
+                acc, n_overflow = matmul(xq.astype(np.float32), codes_f), 0
+            else:
+                codes = self.codes if transposed else np.ascontiguousarray(self.codes.T)
+                acc, n_overflow = accumulate_int(xq, codes, self.device.acc_bits, raise_on_overflow=False)
             if n_overflow:
                 raise AccumulatorOverflow(f"{n_overflow} running partial sums left the "
                                           f"{self.device.acc_bits}-bit accumulator; raise "
@@ -60,11 +70,11 @@ class DigitalTile:
         return y if out_scale is None else y * out_scale
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return self._matmul(x, np.ascontiguousarray(self.codes.T), self.scale.T)
+        return self._matmul(x, False, self.scale.T)
 
     def backward(self, d: np.ndarray) -> np.ndarray:
         """W^T d: the per-output weight scale is applied to d before the DAC (it sums over m)."""
-        return self._matmul(np.asarray(d, np.float32) * self.scale.T, self.codes, None)
+        return self._matmul(np.asarray(d, np.float32) * self.scale.T, True, None)
 
     def update(self, delta_w: np.ndarray) -> None:
         """codes <- saturate(codes + round(delta_w / scale)), rounding per hardware.update_rounding."""
@@ -72,6 +82,7 @@ class DigitalTile:
         step = quantize(np.asarray(delta_w, np.float32), self.scale[:, 0], self.ufmt, seed=seed, axis=0)
         q = self.wfmt.qmax
         self.codes = np.clip(self.codes.astype(np.int32) + step, -q, q).astype(self.codes.dtype)
+        self._codes_f32 = self.codes.astype(np.float32)
 
     def write(self, w_target: np.ndarray) -> np.ndarray:
         """Move the codes towards w_target (out, in) by one rounded update; returns the new weights."""

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hw_models.blas import matmul
+
 from hw_models.kernels._jit import njit_fixed_parallel, prange
 
 BLAS_EXACT_LIMIT = 2 ** 24  # float32 has a 24-bit significand: all integers up to 2**24 are exact
@@ -68,7 +70,7 @@ def _choose_path(path: str, exact: bool) -> str:
 
 
 def _blas(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a.astype(np.float32) @ b.astype(np.float32)).astype(np.int64)
+    return matmul(a.astype(np.float32), b.astype(np.float32)).astype(np.int64)
 
 
 def _as_int16(c: np.ndarray) -> np.ndarray:
