@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_histories(histories: dict[str, list[dict]], path: Path, title: str = "") -> None:
@@ -17,7 +18,8 @@ def plot_histories(histories: dict[str, list[dict]], path: Path, title: str = ""
         epochs = [h["epoch"] for h in hist]
         colour = f"C{i}"
         ax.plot(epochs, [h["test_accuracy"] for h in hist], "-o", color=colour, label=f"{name} test")
-        ax.plot(epochs, [h["train_accuracy"] for h in hist], "--", color=colour, label=f"{name} train")
+        ax.plot(epochs, [h["train_accuracy"] for h in hist], "--x", color=colour, label=f"{name} train")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy")
     ax.set_title(title, fontsize=9)

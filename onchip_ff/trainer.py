@@ -86,7 +86,7 @@ def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: boo
     start = time.perf_counter()
     train_s = 0.0
     bar = tqdm(total=t.epochs * steps, disable=not progress, desc=desc or cfg.objective.method,
-               unit="step", dynamic_ncols=True, leave=True)
+               unit="step", dynamic_ncols=True, leave=True, mininterval=0.5)
     try:
         for epoch in range(1, t.epochs + 1):
             t0 = time.perf_counter()

@@ -108,3 +108,29 @@ def test_console_script_exit_code_and_progress_bar(tmp_path):
                          "--out", str(tmp_path / "r")], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert "step" in ok.stderr and "100%" in ok.stderr  # tqdm bar on stderr
+
+
+def test_demo_writes_plot_summary_and_runs(tmp_path, capsys):
+    from experiments.demo import run_demo
+    tiny = ["data.name=synthetic", "model.hidden=[16, 16]", "data.synthetic_train=200",
+            "data.synthetic_test=100", "train.threads=1"]
+    assert run_demo(tmp_path, epochs=2, progress=False, overrides=tiny) == 0
+    assert (tmp_path / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary) == {"df", "bp", "df_sim_fixed8"}
+    assert all(0 <= s["test_accuracy"] <= 1 and s["epochs"] == 2 for s in summary.values())
+    assert json.loads((tmp_path / "df_sim_fixed8" / "metrics.json").read_text())["backend"] == "sim"
+    assert "df_sim_fixed8" in capsys.readouterr().out
+    assert main(["demo", "--epochs", "0", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_bench_writes_entries(tmp_path, monkeypatch):
+    import experiments.bench as bench
+    monkeypatch.setattr(bench, "LAYERS", (784, 16, 16, 16))
+    assert main(["bench", "--out", str(tmp_path), "--batch", "4", "--repeats", "1"]) == 0
+    entries = json.loads((tmp_path / "bench.json").read_text())["entries"]
+    names = {e["name"] for e in entries}
+    assert {"fixed8 MVM", "pcm noisy forward MVM", "DF train step sim/ideal", "DF train step sim/fixed8",
+            "DF train step sim/pcm"} <= names
+    for e in entries:
+        assert e["sim_s"] > 0 and e["torch_s"] > 0 and e["ratio_to_torch"] == e["sim_s"] / e["torch_s"]

@@ -56,3 +56,12 @@ def test_eval_layers_out_of_range_is_a_config_error():
     cfg = tiny_config("df", extra=["objective.eval_layers=[5]"])
     with pytest.raises(ConfigError, match="objective.eval_layers"):
         train(cfg, load_dataset(cfg.data), progress=False)
+
+
+def test_cosine_schedule_decays_the_learning_rate_to_near_zero():
+    cfg = tiny_config("df", epochs=2, extra=["train.lr_schedule=cosine"])
+    m = train(cfg, load_dataset(cfg.data), progress=False)
+    lrs = [g["lr"] for opt in m["_learner"].optimizers for g in opt.param_groups]
+    assert all(0 < lr < 0.01 * cfg.train.lr for lr in lrs)
+    flat = train(tiny_config("df", epochs=2), load_dataset(cfg.data), progress=False)
+    assert all(g["lr"] == cfg.train.lr for opt in flat["_learner"].optimizers for g in opt.param_groups)
