@@ -63,6 +63,18 @@ def seed_key(seed) -> np.uint64:
     return np.uint64(z ^ (z >> 31))
 
 
+@njit_inline
+def saturate(r, qm):
+    """(value clipped to [-qm, qm], flag): flag 0 in range, 1 saturated, 2 NaN (value 0)."""
+    if r != r:
+        return 0.0, 2
+    if r > qm:
+        return qm, 1
+    if r < -qm:
+        return -qm, 1
+    return r, 0
+
+
 @njit_fixed_parallel
 def quantize_nearest_kernel(x, scale, qmax, out):
     """out[l, j] = clip(rint(x[l, j] / scale[l % C]), -qmax, qmax); returns (n_saturated, n_nan)."""
@@ -74,17 +86,9 @@ def quantize_nearest_kernel(x, scale, qmax, out):
     for line in prange(lines):
         s = np.float64(scale[line % n_scales])
         for j in range(width):
-            v = np.float64(x[line, j]) / s
-            r = np.rint(v)
-            if r != r:
-                r = 0.0
-                n_nan += 1
-            elif r > qm:
-                r = qm
-                n_sat += 1
-            elif r < -qm:
-                r = -qm
-                n_sat += 1
+            r, flag = saturate(np.rint(np.float64(x[line, j]) / s), qm)
+            n_sat += flag == 1
+            n_nan += flag == 2
             out[line, j] = r
     return n_sat, n_nan
 
@@ -102,16 +106,8 @@ def quantize_stochastic_kernel(x, scale, qmax, key, out):
         s = np.float64(scale[line % n_scales])
         base = line * width
         for j in range(width):
-            v = np.float64(x[line, j]) / s
-            r = np.floor(v + uniform_at(key, base + j))
-            if r != r:
-                r = 0.0
-                n_nan += 1
-            elif r > qm:
-                r = qm
-                n_sat += 1
-            elif r < -qm:
-                r = -qm
-                n_sat += 1
+            r, flag = saturate(np.floor(np.float64(x[line, j]) / s + uniform_at(key, base + j)), qm)
+            n_sat += flag == 1
+            n_nan += flag == 2
             out[line, j] = r
     return n_sat, n_nan

@@ -14,13 +14,12 @@ mask (state[key][changed] = new); device-to-device spread of gmax belongs to "gm
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from hw_models.noise.base import NoiseModel, check
+from hw_models.noise.gaussian_base import AddMulGaussian
 from hw_models.noise.registry import register
 
 F32 = np.float32
@@ -29,7 +28,7 @@ GMAX_KEY = "gaussian_read.gmax_uS"
 
 @register
 @dataclass(frozen=True)
-class GaussianRead(NoiseModel):
+class GaussianRead(AddMulGaussian):
     """Additive + conductance-proportional Gaussian read noise.  Defaults: 1 % of gmax additive and
     1.75 % of g, the w_noise of aihwkit's StandardHWATrainingPreset (there of type PCM_READ)."""
 
@@ -44,11 +43,6 @@ class GaussianRead(NoiseModel):
     sigma_add_rel: float = 0.01  # std of the additive read noise, fraction of gmax
     sigma_mul_rel: float = 0.0175  # std of the proportional read noise, fraction of |g|
 
-    def __post_init__(self) -> None:
-        for f in ("sigma_add_rel", "sigma_mul_rel"):
-            v = getattr(self, f)
-            check(0 <= v < math.inf, f"hardware.{self.name}.{f}", ">= 0 and finite", v)
-
     def program(self, g_target_uS, gmax_uS, rng, state=None):
         g = np.array(g_target_uS, dtype=F32, copy=True)
         if self.sigma_add_rel == 0:
@@ -56,27 +50,12 @@ class GaussianRead(NoiseModel):
         return g, {GMAX_KEY: np.broadcast_to(np.asarray(gmax_uS, F32), g.shape).copy()}
 
     def read_sigma_uS(self, g_uS, state, t_s):
-        if self.sigma_add_rel == 0 and self.sigma_mul_rel == 0:
+        if self.silent:
             return None
-        mul = F32(self.sigma_mul_rel) * np.abs(np.asarray(g_uS, F32))
-        if self.sigma_add_rel == 0:
-            return mul
-        add = F32(self.sigma_add_rel) * state[GMAX_KEY]
-        return np.sqrt(add * add + mul * mul)
+        return self.sigma_uS(g_uS, state.get(GMAX_KEY, F32(0)))
 
     def moments(self, stage, g_uS, gmax_uS, t_s=0.0, dg_uS=None):
         """read: mean g, std sqrt((sigma_add_rel gmax)^2 + (sigma_mul_rel g)^2).  Others: identity."""
         if stage == "read":
-            g = np.asarray(g_uS, np.float64)
-            add = self.sigma_add_rel * np.asarray(gmax_uS, np.float64)
-            std = np.sqrt(add * add + (self.sigma_mul_rel * g) ** 2)
-            return g, np.broadcast_to(std, g.shape).copy()
+            return self.gaussian_moments(g_uS, gmax_uS)
         return super().moments(stage, g_uS, gmax_uS, t_s, dg_uS)
-
-    @classmethod
-    def example(cls) -> "GaussianRead":
-        return cls(sigma_add_rel=0.01, sigma_mul_rel=0.0175)
-
-    @classmethod
-    def zero(cls) -> "GaussianRead":
-        return cls(sigma_add_rel=0.0, sigma_mul_rel=0.0)

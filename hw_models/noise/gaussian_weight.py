@@ -14,13 +14,12 @@ StateIndependentNoiseModel, whose additive part this is, clamps at 0 (see citati
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from hw_models.noise.base import NoiseModel, check
+from hw_models.noise.gaussian_base import AddMulGaussian
 from hw_models.noise.registry import register
 
 F32 = np.float32
@@ -28,7 +27,7 @@ F32 = np.float32
 
 @register
 @dataclass(frozen=True)
-class GaussianWeight(NoiseModel):
+class GaussianWeight(AddMulGaussian):
     """Additive + multiplicative Gaussian programming noise.  Default additive 0.8 % of gmax is
     aihwkit's 0.2 uS at gmax = 25 uS; the 2 % multiplicative part is illustrative."""
 
@@ -43,36 +42,15 @@ class GaussianWeight(NoiseModel):
     sigma_add_rel: float = 0.008  # std of the additive error, fraction of gmax
     sigma_mul_rel: float = 0.02  # std of the multiplicative error, fraction of |g_target|
 
-    def __post_init__(self) -> None:
-        for f in ("sigma_add_rel", "sigma_mul_rel"):
-            v = getattr(self, f)
-            check(0 <= v < math.inf, f"hardware.{self.name}.{f}", ">= 0 and finite", v)
-
-    def _sigma_uS(self, g_uS, gmax_uS) -> np.ndarray:
-        add = F32(self.sigma_add_rel) * np.asarray(gmax_uS, F32)
-        mul = F32(self.sigma_mul_rel) * np.abs(np.asarray(g_uS, F32))
-        return np.sqrt(add * add + mul * mul).astype(F32)
-
     def program(self, g_target_uS, gmax_uS, rng, state=None):
         g = np.array(g_target_uS, dtype=F32, copy=True)
-        if self.sigma_add_rel == 0 and self.sigma_mul_rel == 0:
+        if self.silent:
             return g, {}
-        g += self._sigma_uS(g, gmax_uS) * rng.standard_normal(g.shape, dtype=F32)
+        g += self.sigma_uS(g, gmax_uS) * rng.standard_normal(g.shape, dtype=F32)
         return g, {}
 
     def moments(self, stage, g_uS, gmax_uS, t_s=0.0, dg_uS=None):
         """program: mean g, std sqrt((sigma_add_rel gmax)^2 + (sigma_mul_rel g)^2).  Others: identity."""
         if stage == "program":
-            g = np.asarray(g_uS, np.float64)
-            add = self.sigma_add_rel * np.asarray(gmax_uS, np.float64)
-            std = np.sqrt(add * add + (self.sigma_mul_rel * g) ** 2)
-            return g, np.broadcast_to(std, g.shape).copy()
+            return self.gaussian_moments(g_uS, gmax_uS)
         return super().moments(stage, g_uS, gmax_uS, t_s, dg_uS)
-
-    @classmethod
-    def example(cls) -> "GaussianWeight":
-        return cls(sigma_add_rel=0.008, sigma_mul_rel=0.02)
-
-    @classmethod
-    def zero(cls) -> "GaussianWeight":
-        return cls(sigma_add_rel=0.0, sigma_mul_rel=0.0)

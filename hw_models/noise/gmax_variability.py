@@ -67,9 +67,5 @@ class GmaxVariability(NoiseModel):
         return super().moments(stage, g_uS, gmax_uS, t_s, dg_uS)
 
     @classmethod
-    def example(cls) -> "GmaxVariability":
-        return cls(sigma_rel=0.3)
-
-    @classmethod
     def zero(cls) -> "GmaxVariability":
         return cls(sigma_rel=0.0)

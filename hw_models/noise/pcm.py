@@ -170,9 +170,5 @@ class PCM(NoiseModel):
         return super().moments(stage, g_uS, gmax_uS, t_s, dg_uS)
 
     @classmethod
-    def example(cls) -> "PCM":
-        return cls()
-
-    @classmethod
     def zero(cls) -> "PCM":
         return cls(prog_noise_scale=0.0, drift_nu_mean=0.0, drift_nu_std=0.0, read_noise_scale=0.0)

@@ -90,9 +90,5 @@ class StuckAt(NoiseModel):
         return super().moments(stage, g_uS, gmax_uS, t_s, dg_uS)
 
     @classmethod
-    def example(cls) -> "StuckAt":
-        return cls(p_stuck_low=0.0175, p_stuck_high=0.0904)
-
-    @classmethod
     def zero(cls) -> "StuckAt":
         return cls(p_stuck_low=0.0, p_stuck_high=0.0)

@@ -63,9 +63,5 @@ class WeightQuantization(NoiseModel):
         return super().moments(stage, g_uS, gmax_uS, t_s, dg_uS)
 
     @classmethod
-    def example(cls) -> "WeightQuantization":
-        return cls(levels=16)
-
-    @classmethod
     def zero(cls) -> "WeightQuantization":
         return cls(levels=0)
