@@ -85,6 +85,7 @@ class ObjectiveConfig:
     margin: float = 0.2  # m: margin of the N-pair margin loss (typical 0.1..0.4)
     centroids: str = "learnable"  # "learnable" (trained by the loss) or "ema" (class means)
     ema_momentum: float = 0.9  # centroids = "ema": c <- mom*c + (1-mom)*batch class mean
+    centroid_lr_scale: float = 1.0  # centroids = "learnable": their learning rate is train.lr times this
     block_size: int = 1  # DF-O: layers per block, loss at each block output (1 = local DF)
     accumulate_goodness: bool = False  # DF-R: layer l's loss uses sum_{j<=l} g_j, earlier terms detached
     next_input_scale: str = "sqrt_d"  # next layer gets h/|h| times sqrt(d) ("sqrt_d") or 1 ("unit")
@@ -100,6 +101,7 @@ class ObjectiveConfig:
         _check(self.margin >= 0, "objective.margin", ">= 0 (typical 0.1..0.4)", self.margin)
         _choice("objective.centroids", self.centroids, ("learnable", "ema"))
         _check(0 <= self.ema_momentum < 1, "objective.ema_momentum", "in [0, 1)", self.ema_momentum)
+        _check(self.centroid_lr_scale > 0, "objective.centroid_lr_scale", "> 0", self.centroid_lr_scale)
         _check(self.block_size >= 1, "objective.block_size", ">= 1", self.block_size)
         _choice("objective.next_input_scale", self.next_input_scale, ("sqrt_d", "unit"))
         _check(all(i >= 0 for i in self.eval_layers), "objective.eval_layers",

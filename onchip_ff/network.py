@@ -89,6 +89,7 @@ def make_blocks(n_layers: int, block_size: int) -> list[list[int]]:
 
 
 def make_optimizer(params, train_cfg) -> torch.optim.Optimizer:
+    """Optimizer over params: a list of tensors or of param-group dicts (with their own "lr")."""
     params = list(params)
     if train_cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)

@@ -65,3 +65,16 @@ def test_cosine_schedule_decays_the_learning_rate_to_near_zero():
     assert all(0 < lr < 0.01 * cfg.train.lr for lr in lrs)
     flat = train(tiny_config("df", epochs=2), load_dataset(cfg.data), progress=False)
     assert all(g["lr"] == cfg.train.lr for opt in flat["_learner"].optimizers for g in opt.param_groups)
+
+
+def test_centroid_learning_rate_scale():
+    from onchip_ff.reference import build_learner
+    cfg = tiny_config("df", extra=["objective.centroid_lr_scale=10"])
+    learner = build_learner(cfg, (1, 8, 8), 10, torch.Generator().manual_seed(0))
+    for opt in learner.optimizers:
+        layer_group, head_group = opt.param_groups
+        assert head_group["lr"] == pytest.approx(10 * layer_group["lr"])
+        assert head_group["params"][0].shape[0] == 10  # the centroid matrix
+    ema = build_learner(tiny_config("df", extra=["objective.centroids=ema"]), (1, 8, 8), 10,
+                        torch.Generator().manual_seed(0))
+    assert all(len(opt.param_groups) == 1 for opt in ema.optimizers)

@@ -35,10 +35,13 @@ class DistanceForward(nn.Module):
                               f"{len(self.blocks)} loss heads (indices 0..{len(self.blocks) - 1})")
         self.eval_heads = list(obj.eval_layers) or list(range(len(self.blocks)))
         self.obj = obj
-        self.optimizers = [
-            make_optimizer([p for i in b for p in self.layers[i].parameters()]
-                           + list(self.heads[k].parameters()), cfg.train)
-            for k, b in enumerate(self.blocks)]
+        self.optimizers = []
+        for k, b in enumerate(self.blocks):
+            groups = [{"params": [p for i in b for p in self.layers[i].parameters()]}]
+            if obj.centroids == "learnable":
+                groups.append({"params": list(self.heads[k].parameters()),
+                               "lr": cfg.train.lr * obj.centroid_lr_scale})
+            self.optimizers.append(make_optimizer(groups, cfg.train))
 
     def block_forward(self, k: int, x: torch.Tensor) -> torch.Tensor:
         """Normalized features (N, D) at the output of block k; gradients flow inside the block."""
