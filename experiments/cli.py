@@ -1,4 +1,4 @@
-"""The `onchip-ff` command line: train, demo, bench.  Errors meant for people become one line and exit 2."""
+"""The `onchip-ff` command line: train, demo, bench, memory, sweep, results.  Errors meant for people become one line and exit 2."""
 
 from __future__ import annotations
 
@@ -76,6 +76,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(out, batch=args.batch, repeats=args.repeats)
 
 
+def cmd_memory(args: argparse.Namespace) -> int:
+    from experiments.memory_report import load_memory_config, run_memory
+
+    load_memory_config(args.config)  # config errors before any folder is created
+    out = prepare_out_dir(args.out, Path(args.config).stem, ("memory.csv", "memory.png", "ratios.md"))
+    return run_memory(args.config, out, progress=not args.no_progress)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="onchip-ff", description="Forward-only learning on modelled in-memory-computing "
                 "hardware (Distance-Forward, Forward-Forward, backprop baseline).")
@@ -104,6 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=10, help="timed repeats per entry (median; default 10)")
     b.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     b.set_defaults(func=cmd_bench)
+
+    m = sub.add_parser("memory", help="training-memory accountant vs measured bytes (DF, FF, BP, "
+                       "checkpointed BP): memory.csv, memory.png, ratios.md")
+    m.add_argument("config", help="memory TOML, e.g. experiments/configs/memory_fmnist.toml")
+    m.add_argument("--out", help="output folder (default runs/<config>-<time>)")
+    m.add_argument("--no-progress", action="store_true", help="no progress bar")
+    m.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    m.set_defaults(func=cmd_memory)
+
+    from experiments.runner.commands import add_parsers as add_runner_parsers
+    add_runner_parsers(sub)  # sweep, results (experiments/runner/commands.py)
     return p
 
 

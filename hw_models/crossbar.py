@@ -9,12 +9,37 @@ w[m, k] = (G+[m, k] - G-[m, k]) / gmax * w_max[m] (per-output-column scaling).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from hw_models.blas import matmul
 from hw_models.device import DeviceConfig
+from hw_models.kernels.pcm import granular_targets
 from hw_models.kernels.program import one_sided_write
 from hw_models.periphery import adc, compensation_factor, dac
+
+
+class _Subset(Mapping):
+    """The per-device state arrays at flat indices idx, gathered on first access (a model that
+    keeps no properties across writes, like "pcm", never pays for the gather)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], idx: np.ndarray) -> None:
+        self._arrays, self._idx, self._taken = arrays, idx, {}
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._taken:
+            self._taken[key] = np.take(self._arrays[key], self._idx)
+        return self._taken[key]
+
+    def __contains__(self, key) -> bool:
+        return key in self._arrays
+
+    def __iter__(self):
+        return iter(self._arrays)
+
+    def __len__(self) -> int:
+        return len(self._arrays)
 
 
 class AnalogTile:
@@ -67,9 +92,26 @@ class AnalogTile:
         self._refresh()
 
     def _refresh(self) -> None:
+        """Conductances, effective weights and read variances of every device at time t_s."""
+        self.g_now, self.g_eff, self.read_var = self._read_out(zip(self.g_prog, self.states))
+
+    def _refresh_at(self, idx: np.ndarray, written: list[tuple[np.ndarray, dict]]) -> None:
+        """_refresh for the devices at flat indices idx only (every stage acts per device, so this
+        equals a full refresh bit for bit); written: (g_prog, state) of each polarity at idx."""
+        g_now, g_eff, read_var = self._read_out(written)
+        for i, part in enumerate(g_now):
+            if not (self.g_now[i] is self.g_prog[i] and part is written[i][0]):  # else put already
+                np.put(self.g_now[i], idx, part)
+        np.put(self.g_eff, idx, g_eff)
+        if read_var is not None:
+            np.put(self.read_var, idx, read_var)
+
+    def _read_out(self, devices) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None]:
+        """(conductances at t_s per polarity, normalized effective weights, normalized read
+        variance or None) of (g_prog, state) pairs: drift, hard faults, read noise of each."""
         d = self.device
         gs, var = [], None
-        for g, state in zip(self.g_prog, self.states):
+        for g, state in devices:
             for model in d.noise:
                 g = model.drift(g, state, self.t_s)
             for model in d.noise:
@@ -79,10 +121,9 @@ class AnalogTile:
                 if sigma is not None:
                     var = sigma * sigma if var is None else var + sigma * sigma
             gs.append(g)
-        self.g_now = gs
         inv = np.float32(1.0 / d.gmax_uS)
-        self.g_eff = ((gs[0] - gs[1]) * inv).astype(np.float32)  # normalized weights (M, K)
-        self.read_var = None if var is None else (var * inv * inv).astype(np.float32)
+        g_eff = ((gs[0] - gs[1]) * inv).astype(np.float32, copy=False)
+        return gs, g_eff, None if var is None else (var * inv * inv).astype(np.float32, copy=False)
 
     def _calibration_read(self) -> np.ndarray:
         return self.g_eff.sum(axis=1)
@@ -127,50 +168,93 @@ class AnalogTile:
         return out * scale
 
     def _tile_read(self, xn: np.ndarray, g: np.ndarray, var: np.ndarray | None) -> np.ndarray:
-        """One tile: analog MVM, read noise as its exact output distribution (independent
-        per-device Gaussian reads sum to N(0, sum_k x_k^2 sigma_k^2)), output noise, ADC; with
-        bound management a saturated input vector is halved and read again (<= 3 times)."""
+        """One tile: analog MVM, noise, ADC; with bound management a saturated input vector is
+        halved and read again (<= 3 times).  Independent per-device Gaussian reads sum to
+        N(0, sum_k x_k^2 sigma_k^2) at each output, and the additive output noise N(0, out_noise^2)
+        is independent of them, so both are drawn as one normal per output of variance
+        sum_k x_k^2 sigma_k^2 + out_noise^2 (their exact joint distribution)."""
         p = self.device.periphery
-        factor = np.ones((xn.shape[0], 1), np.float32)
-        rows = np.arange(xn.shape[0])
-        result = np.empty((xn.shape[0], g.shape[0]), np.float32)
+        factor, rows, result = None, None, None
         for attempt in range(4):
-            xs = xn[rows] * factor[rows]
+            xs = xn if rows is None else xn[rows] * factor[rows]
             y = matmul(xs, g.T)
-            if var is not None:
-                y += np.sqrt(matmul(xs * xs, var.T)) * self.rng.standard_normal(y.shape, dtype=np.float32)
-            noise = self.rng.standard_normal(y.shape, dtype=np.float32) if p.out_noise else None
-            y, saturated = adc(y, p, noise)
-            result[rows] = y / factor[rows]
+            noise, sigma = self._output_noise(xs, var, y.shape)
+            y, saturated = adc(y, p, noise, sigma)
+            if rows is None:
+                result = y
+            else:
+                result[rows] = y / factor[rows]
             if not (p.bound_management and p.adc_bits and saturated.any()) or attempt == 3:
                 break
+            if rows is None:
+                factor = np.ones((xn.shape[0], 1), np.float32)
+                rows = np.arange(xn.shape[0])
             rows = rows[saturated]
             factor[rows] *= np.float32(0.5)
         return result
+
+    def _output_noise(self, xs: np.ndarray, var: np.ndarray | None,
+                      shape: tuple[int, int]) -> tuple[np.ndarray | None, float]:
+        """(noise, sigma) for the ADC, which adds sigma * noise: read + output noise of one tile
+        read as one draw per output (see _tile_read), or the output noise alone."""
+        out_noise = self.device.periphery.out_noise
+        if var is None:
+            return (self.rng.standard_normal(shape, dtype=np.float32) if out_noise else None), out_noise
+        sd = matmul(xs * xs, var.T)  # read variance per output, normalized units
+        if out_noise:
+            sd += np.float32(out_noise * out_noise)
+        np.sqrt(sd, out=sd)
+        sd *= self.rng.standard_normal(shape, dtype=np.float32)
+        return sd, 1.0
 
     # ---- writes ---------------------------------------------------------------------------
     def write(self, w_target: np.ndarray) -> np.ndarray:
         """Move the devices towards w_target (out, in) through the update path; returns the weights
         the devices now hold.  Ideal one-sided devices take a fused one-pass kernel."""
         d = self.device
-        if not d.noise and d.pair_mapping == "one_sided" and self.calibration is None:
+        if (not d.noise and d.pair_mapping == "one_sided" and self.calibration is None
+                and not d.write_granularity):
             w_target = np.ascontiguousarray(w_target, dtype=np.float32)
             out = np.empty_like(w_target)
             one_sided_write(w_target, self.w_max[:, 0], d.gmax_uS, self.g_prog[0], self.g_prog[1],
                             self.g_eff, out)
             return out
+        if d.pair_mapping == "one_sided" and d.write_granularity:  # update(), fused with weights()
+            idx, w_new, w_out = granular_targets(np.ascontiguousarray(w_target, dtype=np.float32),
+                                                 self.w_max[:, 0], self.g_eff, d.write_granularity,
+                                                 self.rng, from_target=True)
+            self._reprogram_at(idx, w_new)
+            rows = idx // self.in_features
+            np.put(w_out, idx, np.take(self.g_eff, idx) * np.take(self.w_max[:, 0], rows))
+            return w_out
         self.update(w_target - self.weights())
         return self.weights()
 
     def update(self, delta_w: np.ndarray) -> None:
-        """Apply a requested weight change (out, in) through the devices' update model: half of the
-        conductance change to G+, the opposite half to G- ("symmetric" mapping); with the
-        "one_sided" mapping the changed pairs are re-programmed to their new targets."""
+        """Apply a requested weight change (out, in) through the devices' update model.
+
+        "symmetric" mapping: half of the conductance change to G+, the opposite half to G-, through
+        the first model with an update stage (else exact, clipped to [0, gmax]).
+        "one_sided" mapping: pairs are re-programmed (read-modify-write: the new target starts from
+        the pair's current effective weight g_eff, what the devices hold, never a float copy).  With
+        write_granularity = 0 every pair with a nonzero request dw = delta_w / w_max gets the target
+        clip(g_eff + dw, -1, 1).  With write_granularity e > 0 a pair moves by n whole increments
+        of e, n = floor(dw / e + u) with u ~ U[0, 1) (stochastic rounding: E[n e] = dw, unbiased;
+        u counter-based from one key drawn from the tile's Generator), target clip(g_eff + n e,
+        -1, 1), and only pairs with n != 0 are re-programmed: fresh programming noise for those
+        alone, the other devices keep their conductance.  Device properties (state) persist."""
         d = self.device
-        dw_norm = np.asarray(delta_w, dtype=np.float32) / self.w_max
         if d.pair_mapping == "one_sided":
+            if d.write_granularity:
+                idx, w_new, _ = granular_targets(np.ascontiguousarray(delta_w, dtype=np.float32),
+                                                 self.w_max[:, 0], self.g_eff, d.write_granularity,
+                                                 self.rng)
+                self._reprogram_at(idx, w_new)
+                return
+            dw_norm = np.asarray(delta_w, dtype=np.float32) / self.w_max
             self._reprogram(np.clip(self.g_eff + dw_norm, -1.0, 1.0), dw_norm != 0)
             return
+        dw_norm = np.asarray(delta_w, dtype=np.float32) / self.w_max
         half_dg = dw_norm * np.float32(d.gmax_uS / 2)
         for i, sign in enumerate((1.0, -1.0)):
             g, state = self.g_prog[i], self.states[i]
@@ -187,17 +271,28 @@ class AnalogTile:
 
     def _reprogram(self, w_norm: np.ndarray, changed: np.ndarray) -> None:
         """Re-write the pairs whose target changed; device properties persist across writes."""
-        every = bool(changed.all())
+        if not changed.all():
+            idx = np.flatnonzero(changed)
+            self._reprogram_at(idx, w_norm.reshape(-1)[idx])
+            return
         for i, target in enumerate(self._targets(w_norm)):
-            old = self.states[i] if every else {k: v[changed] for k, v in self.states[i].items()}
-            g, state = self._write_devices(target if every else target[changed], old)
-            if every:
-                self.g_prog[i], self.states[i] = g, state
-            else:
-                self.g_prog[i][changed] = g
-                for k, v in state.items():
-                    self.states[i][k][changed] = v
+            self.g_prog[i], self.states[i] = self._write_devices(target, self.states[i])
         self._refresh()
+
+    def _reprogram_at(self, idx: np.ndarray, w_norm: np.ndarray) -> None:
+        """Re-write the pairs at flat C-order indices idx to normalized targets w_norm (same
+        draws, in the same order, as re-writing them by a boolean mask), then refresh just them."""
+        if idx.size == 0:
+            return
+        written = []
+        for i, target in enumerate(self._targets(w_norm)):
+            states = self.states[i]
+            g, state = self._write_devices(target, _Subset(states, idx))
+            np.put(self.g_prog[i], idx, g)
+            for k, v in state.items():
+                np.put(states[k], idx, v)
+            written.append((g, state))
+        self._refresh_at(idx, written)
 
     def outer_update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None:
         """Rank-N update W <- W - lr * d^T x (SGD outer product of a batch)."""

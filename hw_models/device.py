@@ -18,9 +18,14 @@ class DeviceConfig:
     weight_headroom: float = 1.0  # w_max = headroom * max|W| of each column at programming
     pair_mapping: str = "symmetric"  # "symmetric": G+-/ = gmax/2 (1 +- w); "one_sided": one device at 0
     read_time_s: float = 20.0  # time after programming at which reads happen unless set_time is called
+    # one-sided pairs: smallest weight change one re-programming applies, normalized (fraction of
+    # w_max); an update moves a pair by a stochastically rounded whole number of these increments,
+    # and only pairs that move are re-programmed (AnalogTile.update).  0 = exact writes of every
+    # changed pair
+    write_granularity: float = 0.0
     weight_bits: int = 0  # > 0: digital fixed-point MAC array with integer weights (no analog devices)
     input_bits: int = 0  # digital array: activation bits (per-vector absmax scale)
-    acc_bits: int = 32  # digital array: accumulator width; overflow raises
+    acc_bits: int = 32  # digital array: signed accumulator width in bits; a running-sum overflow raises
     update_rounding: str = "stochastic"  # digital array: rounding of weight updates to the LSB grid
     periphery: PeripheryConfig = field(default_factory=PeripheryConfig)
     noise: tuple[NoiseModel, ...] = ()
@@ -37,7 +42,8 @@ class DeviceConfig:
               "0 (analog) or 2..16", self.weight_bits)
         check(self.input_bits == 0 or 2 <= self.input_bits <= 16, "hardware.input_bits",
               "0 (float inputs) or 2..16", self.input_bits)
-        check(self.acc_bits in (16, 32, 64), "hardware.acc_bits", "16, 32 or 64", self.acc_bits)
+        check(8 <= self.acc_bits <= 63, "hardware.acc_bits", "8..63 (int64 arithmetic holds the exact sum)",
+              self.acc_bits)
         check(self.update_rounding in ("nearest", "stochastic"), "hardware.update_rounding",
               "'nearest' or 'stochastic'", self.update_rounding)
         check(not (self.weight_bits and self.noise), "hardware.noise",
@@ -48,6 +54,12 @@ class DeviceConfig:
         check(not (pulsed and self.pair_mapping == "one_sided"), "hardware.pair_mapping",
               f"'symmetric' with pulsed-update models {pulsed} (one-sided pairs are re-programmed, "
               "never pulsed)", self.pair_mapping)
+        check(0 <= self.write_granularity <= 1, "hardware.write_granularity",
+              ">= 0 and <= 1 (a fraction of w_max; 0 = exact writes)", self.write_granularity)
+        check(self.write_granularity == 0 or (self.pair_mapping == "one_sided" and not self.weight_bits),
+              "hardware.write_granularity", "0 unless pair_mapping = 'one_sided' on an analog array "
+              "(symmetric pairs take pulsed updates, digital arrays round with update_rounding)",
+              self.write_granularity)
 
     @property
     def digital(self) -> bool:

@@ -52,10 +52,13 @@ def dac(x: np.ndarray, cfg: PeripheryConfig) -> tuple[np.ndarray, np.ndarray]:
     return xn.astype(np.float32, copy=False), scale
 
 
-def adc(y: np.ndarray, cfg: PeripheryConfig, noise: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """One tile's partial sums (N, M) -> (output noise added, digitized to adc_bits over
-    [-out_bound, out_bound] with saturation; per-row boolean 'some output saturated')."""
-    out, _, row_sat = adc_convert(np.ascontiguousarray(y, dtype=np.float32), noise, cfg.out_noise,
+def adc(y: np.ndarray, cfg: PeripheryConfig, noise: np.ndarray | None,
+        sigma: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One tile's partial sums (N, M) -> (sigma * noise added, digitized to adc_bits over
+    [-out_bound, out_bound] with saturation; per-row boolean 'some output saturated').  sigma is
+    the output noise cfg.out_noise unless given (1.0 for noise already scaled per output)."""
+    sigma = cfg.out_noise if sigma is None else sigma
+    out, _, row_sat = adc_convert(np.ascontiguousarray(y, dtype=np.float32), noise, sigma,
                                   cfg.adc_bits, cfg.out_bound, return_row_counts=True)
     return out, row_sat > 0
 

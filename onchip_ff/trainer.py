@@ -21,6 +21,7 @@ from onchip_ff.config import Config
 from onchip_ff.data import Dataset
 from onchip_ff.errors import DivergedError
 from onchip_ff.reference import build_learner
+from hw_models.memory_measure import RunProbe
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -70,6 +71,7 @@ def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: boo
     generator = torch.Generator().manual_seed(t.seed)
     learner = build_learner(cfg, data.input_shape, data.n_classes, generator)
     n_eval = t.train_eval_samples or len(data.y_train)
+    memory = RunProbe(cfg, learner, data.input_shape, data.n_classes, min(t.batch_size, len(data.y_train)))
     metrics: dict[str, Any] = {
         "status": "running", "method": cfg.objective.method, "backend": cfg.hardware.backend,
         "arch": cfg.model.arch, "dataset": data.name, "seed": t.seed, "epochs": 0,
@@ -98,10 +100,12 @@ def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: boo
                     progress_frac = ((epoch - 1) * steps + s) / (t.epochs * steps)
                     for opt in learner.optimizers:
                         for group in opt.param_groups:
-                            group["lr"] = t.lr * 0.5 * (1.0 + math.cos(math.pi * progress_frac))
+                            base = group.setdefault("initial_lr", group["lr"])
+                            group["lr"] = base * 0.5 * (1.0 + math.cos(math.pi * progress_frac))
                 idx = perm[s * t.batch_size:(s + 1) * t.batch_size]
-                step = learner.train_step(torch.from_numpy(data.x_train[idx]),
-                                          torch.from_numpy(data.y_train[idx]))
+                xb, yb = torch.from_numpy(data.x_train[idx]), torch.from_numpy(data.y_train[idx])
+                with memory.step(xb, yb):  # profiles the first two steps of the run only
+                    step = learner.train_step(xb, yb)
                 if not math.isfinite(step["loss"]):
                     raise DivergedError(f"non-finite loss {step['loss']} at epoch {epoch}, step {s + 1}; "
                                         "lower train.lr or check the data normalization")
@@ -110,6 +114,7 @@ def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: boo
                 if s % 20 == 0:
                     bar.set_postfix(epoch=epoch, loss=f"{step['loss']:.4f}")
             train_s += time.perf_counter() - t0
+            memory.finish()
             learner.eval()
             test_acc = accuracy(learner, data.x_test, data.y_test, t.eval_batch_size)
             train_acc = accuracy(learner, data.x_train[:n_eval], data.y_train[:n_eval], t.eval_batch_size)
@@ -118,7 +123,7 @@ def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: boo
                                        "train_accuracy": train_acc, "test_accuracy": test_acc,
                                        "wall_s": wall})
             metrics.update(epochs=epoch, test_accuracy=test_acc, train_accuracy=train_acc,
-                           wall_s=wall, train_s=train_s)
+                           wall_s=wall, train_s=train_s, memory=memory.result)
             bar.set_postfix(epoch=epoch, test_acc=f"{test_acc:.4f}")
             if out_dir is not None:
                 atomic_torch_save(out_dir / "checkpoint.pt", {

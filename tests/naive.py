@@ -193,3 +193,44 @@ def naive_one_sided_write(w_target, w_max, gmax_uS):
     gn = np.maximum(-wn, np.float32(0)) * gmax
     ge = (gp - gn) * (np.float32(1.0) / gmax)
     return gp, gn, ge, ge * w_max[:, None]
+
+
+# ---- PCM path (hw_models/kernels/pcm.py) ------------------------------------------------------
+def naive_pcm_program(g_target, gmax, xi_prog, xi_nu, coeffs, noise_scale, ref_gmax, nu_mean, nu_std,
+                      q_coeff, q_exponent, q_floor, q_max):
+    """Twin of pcm_program's kernel given its pre-drawn normals (xi_prog / xi_nu None = that stage
+    off): the float32 numpy formulas of hw_models/noise/pcm.py (before the kernel) op for op.
+    Returns (g_prog, nu or None, q or None).  g_prog and nu bit-exact; q within 2 ulp: the power
+    here is correctly rounded (float64, then rounded to float32) and libm's powf in the kernel is
+    within 0.51 ulp of exact, so the two powers differ by at most 1 ulp, and q = coeff / power by
+    at most 2 ulp (g = 0 needs no power: q = min(coeff / floor, q_max) in both)."""
+    f32 = np.float32
+    g = np.asarray(g_target, f32)
+    gm = np.asarray(gmax, f32)
+    x = np.abs(g) / gm
+    power = (x.astype(np.float64) ** np.float64(f32(q_exponent))).astype(f32)
+    q = np.minimum(f32(q_coeff) / np.maximum(power, f32(q_floor)), f32(q_max))
+    nu = None if xi_nu is None else np.maximum(f32(nu_mean) + f32(nu_std) * xi_nu, f32(0))
+    if xi_prog is None:
+        return g.copy(), nu, q
+    x = g / gm
+    poly = np.zeros_like(x) + f32(coeffs[-1])
+    for c in coeffs[-2::-1]:
+        poly = poly * x + f32(c)
+    sigma = np.maximum(poly, f32(0)) * (f32(noise_scale) * gm / f32(ref_gmax))
+    return np.maximum(g + sigma * xi_prog, f32(0)), nu, q
+
+
+def naive_granular_targets(w_in, w_max, g_eff, granularity, seed, from_target=False):
+    """Twin of granular_targets (bit-exact) for an int seed, with plain numpy: delta and dw in
+    float32, the rounding n = floor(dw / e + u) in float64 with naive_uniform, the target
+    clip(g_eff + n e, -1, 1) in float64 rounded once.  Returns (idx, targets, weights before)."""
+    w_in, g_eff = np.asarray(w_in, np.float32), np.asarray(g_eff, np.float32)
+    w_max = np.asarray(w_max, np.float32)[:, None]
+    w_now = g_eff * w_max
+    dw = ((w_in - w_now) if from_target else w_in) / w_max
+    u = naive_uniform(naive_seed_key(seed), dw.size).reshape(dw.shape)
+    n = np.floor(dw.astype(np.float64) / granularity + u)
+    idx = np.flatnonzero(n != 0)
+    target = np.clip(g_eff.astype(np.float64) + n * granularity, -1.0, 1.0).astype(np.float32)
+    return idx, target.reshape(-1)[idx], w_now

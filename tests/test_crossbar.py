@@ -180,3 +180,173 @@ def test_bad_device_values_name_the_field():
                       ({"dac_bits": 1}, "hardware.dac_bits")]:
         with pytest.raises(ConfigError, match=field):
             PeripheryConfig(**kw)
+
+
+# ---- one-sided writes: write_granularity ----------------------------------------------------------
+PCM_DEV = dataclasses.replace(preset("pcm"), write_granularity=0.0)
+
+
+def _old_one_sided_update(tile, delta_w):
+    """The one-sided update as written before write_granularity (boolean masks, full refresh),
+    verbatim: the reference that write_granularity = 0 must reproduce bit for bit."""
+    d = tile.device
+    dw_norm = np.asarray(delta_w, dtype=np.float32) / tile.w_max
+    w_norm, changed = np.clip(tile.g_eff + dw_norm, -1.0, 1.0), dw_norm != 0
+    every = bool(changed.all())
+    for i, target in enumerate(tile._targets(w_norm)):
+        old = tile.states[i] if every else {k: v[changed] for k, v in tile.states[i].items()}
+        g, state = tile._write_devices(target if every else target[changed], old)
+        if every:
+            tile.g_prog[i], tile.states[i] = g, state
+        else:
+            tile.g_prog[i][changed] = g
+            for k, v in state.items():
+                tile.states[i][k][changed] = v
+    gs, var = [], None
+    for g, state in zip(tile.g_prog, tile.states):
+        for model in d.noise:
+            g = model.drift(g, state, tile.t_s)
+        for model in d.noise:
+            g = model.enforce(g, state)
+        for model in d.noise:
+            sigma = model.read_sigma_uS(g, state, tile.t_s)
+            if sigma is not None:
+                var = sigma * sigma if var is None else var + sigma * sigma
+        gs.append(g)
+    inv = np.float32(1.0 / d.gmax_uS)
+    tile.g_now = gs
+    tile.g_eff = ((gs[0] - gs[1]) * inv).astype(np.float32)
+    tile.read_var = None if var is None else (var * inv * inv).astype(np.float32)
+
+
+def _device_arrays(tile):
+    return ([*tile.g_prog, tile.g_eff, tile.read_var, *tile.g_now]
+            + [v for s in tile.states for _, v in sorted(s.items())])
+
+
+@pytest.mark.jitfree
+@pytest.mark.parametrize("t_s", [20.0, 2e4])  # at t0 (no drift) and drifted
+def test_zero_write_granularity_reproduces_the_old_update_exactly(t_s):
+    import copy
+    rng = np.random.default_rng(11)
+    w = (rng.standard_normal((40, 90)) * 0.03).astype(np.float32)
+    tile = AnalogTile(w, PCM_DEV, np.random.default_rng(12))
+    tile.set_time(t_s)
+    for step in range(3):
+        delta = (rng.standard_normal(w.shape) * 1e-3).astype(np.float32)
+        if step == 1:
+            delta[:15] = 0.0  # a masked re-write
+        ref = copy.deepcopy(tile)
+        tile.update(delta)
+        _old_one_sided_update(ref, delta)
+        for got, want in zip(_device_arrays(tile), _device_arrays(ref)):
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(tile.weights(), ref.weights())
+
+
+@pytest.mark.jitfree
+def test_granular_writes_are_unbiased_with_exact_devices():
+    """Zero-noise PCM: each pair moves by a whole number n of increments e, E[n e] = request,
+    within 3 standard errors over 40,000 pairs; write() and update() agree."""
+    from hw_models.noise.pcm import PCM
+    e = 0.05
+    rng = np.random.default_rng(13)
+    w = rng.uniform(-0.7, 0.7, (160, 250)).astype(np.float32)
+    w[:, 0] = 1.0  # w_max = 1: normalized = plain weights; targets stay inside [-1, 1]
+    dev = dataclasses.replace(PCM_DEV, noise=(PCM.zero(),), write_granularity=e,
+                              periphery=PeripheryConfig())
+    tile = AnalogTile(w, dev, np.random.default_rng(14))
+    dw = rng.uniform(-2.5 * e, 2.5 * e, w.shape).astype(np.float32)
+    dw[:, 0] = 0.0
+    before = tile.weights()
+    after = tile.write(before + dw)
+    np.testing.assert_array_equal(after, tile.weights())
+    n = (after - before) / e
+    assert np.allclose(n, np.rint(n), atol=1e-4)  # whole increments
+    err = ((after - before) - dw).astype(np.float64)[:, 1:]
+    assert abs(err.mean()) <= 3 * err.std() / np.sqrt(err.size)
+    moved = (np.rint(n) != 0)[:, 1:]  # P(n != 0) = min(|dw| / e, 1)
+    assert abs(moved.mean() - np.minimum(np.abs(dw[:, 1:]) / e, 1).mean()) <= 3 * 0.5 / np.sqrt(moved.size)
+
+
+@pytest.mark.jitfree
+def test_granular_writes_reprogram_only_the_pairs_that_move():
+    import copy
+    from hw_models.kernels.pcm import granular_targets
+    rng = np.random.default_rng(15)
+    w = (rng.standard_normal((50, 120)) * 0.03).astype(np.float32)
+    dev = dataclasses.replace(PCM_DEV, write_granularity=0.04)
+    tile = AnalogTile(w, dev, np.random.default_rng(16))
+    delta = (rng.standard_normal(w.shape) * 0.3e-3).astype(np.float32)
+    expect_idx = granular_targets(delta, tile.w_max[:, 0], tile.g_eff, 0.04, copy.deepcopy(tile.rng))[0]
+    assert 0 < expect_idx.size < 0.5 * w.size
+    before = [a.copy() for a in _device_arrays(tile)]
+    before_states = copy.deepcopy(tile.states)
+    tile.update(delta)
+    moved = np.zeros(w.size, bool)
+    moved[expect_idx] = True
+    for old, new in zip(before, _device_arrays(tile)):
+        np.testing.assert_array_equal(old.reshape(-1)[~moved], new.reshape(-1)[~moved])
+    for i in range(2):  # re-programmed pairs: fresh drift exponents on both devices
+        old_nu, new_nu = before_states[i]["nu"].reshape(-1), tile.states[i]["nu"].reshape(-1)
+        assert np.mean(old_nu[moved] != new_nu[moved]) > 0.9
+
+
+@pytest.mark.jitfree
+def test_granular_writes_are_seed_deterministic():
+    w = (np.random.default_rng(17).standard_normal((20, 30)) * 0.03).astype(np.float32)
+    dev = dataclasses.replace(PCM_DEV, write_granularity=0.02)
+    out = []
+    for seed in (1, 1, 2):
+        tile = AnalogTile(w, dev, np.random.default_rng(seed))
+        for _ in range(3):
+            tile.write(tile.weights() + np.float32(5e-4))
+        out.append(tile.weights())
+    assert np.array_equal(out[0], out[1]) and not np.array_equal(out[0], out[2])
+
+
+@pytest.mark.jitfree
+def test_bad_write_granularity_names_the_field():
+    from onchip_ff.errors import ConfigError
+    for kw in ({"write_granularity": -0.1, "pair_mapping": "one_sided"},
+               {"write_granularity": 1.5, "pair_mapping": "one_sided"},
+               {"write_granularity": float("nan"), "pair_mapping": "one_sided"},
+               {"write_granularity": 0.05, "pair_mapping": "symmetric"}):
+        with pytest.raises(ConfigError, match="hardware.write_granularity must be"):
+            DeviceConfig(**kw)
+    with pytest.raises(ConfigError, match=r"hardware.write_granularity must be >= 0"):
+        DeviceConfig(write_granularity=-0.1, pair_mapping="one_sided")
+
+
+def test_read_and_output_noise_through_the_mvm():
+    """Read noise and output noise, drawn as one normal per output: Var(y_m) =
+    (sum_k x_k^2 (sigma+^2 + sigma-^2) / gmax^2 + out_noise^2) w_max^2."""
+    rng = np.random.default_rng(18)
+    w = rng.uniform(-1, 1, (3, 50)).astype(np.float32)
+    dev = dataclasses.replace(IDEAL, weight_headroom=1.0, noise=(ConstantRead(0.5),),
+                              periphery=PeripheryConfig(input_scaling="none", out_noise=0.05))
+    tile = AnalogTile(w, dev, np.random.default_rng(19))
+    x = rng.uniform(-1, 1, (1, 50)).astype(np.float32)
+    draws = np.stack([tile.forward(np.repeat(x, 1000, axis=0)) for _ in range(100)]).reshape(-1, 3)
+    n = draws.shape[0]
+    sigma = np.sqrt((x ** 2).sum() * 2 * 0.5 ** 2 / 25.0 ** 2 + 0.05 ** 2) * tile.w_max[:, 0]
+    assert np.all(np.abs(draws.mean(0) - (x @ tile.weights().T)[0]) < 3 * sigma / np.sqrt(n))
+    assert np.all(np.abs(draws.std(0) - sigma) < 3 * sigma / np.sqrt(2 * n))
+
+
+@pytest.mark.jitfree
+def test_granular_writes_keep_device_properties():
+    """pcm + stuck_at + gmax_variability: a granular re-write keeps the faults and per-device gmax
+    of the re-programmed devices (drawn once, at the first programming) and re-imposes the faults."""
+    from hw_models.noise import get
+    chain = (get("pcm")(), get("stuck_at").example(), get("gmax_variability").example())
+    dev = dataclasses.replace(PCM_DEV, noise=chain, write_granularity=0.02)
+    w = (np.random.default_rng(20).standard_normal((30, 40)) * 0.03).astype(np.float32)
+    tile = AnalogTile(w, dev, np.random.default_rng(21))
+    before = [{k: v.copy() for k, v in s.items() if k != "nu" and k != "pcm.read_q"} for s in tile.states]
+    tile.write(tile.weights() + np.float32(0.01) * tile.w_max)  # half an increment: ~half the pairs
+    for old, new, g in zip(before, tile.states, tile.g_prog):
+        for k, v in old.items():
+            np.testing.assert_array_equal(v, new[k], err_msg=k)
+        assert np.all(g[new["stuck"] == 1] == 0)
+        assert np.all(g[new["stuck"] == 2] == new["stuck_at.gmax_uS"][new["stuck"] == 2])

@@ -27,6 +27,10 @@ read (pcm.py:146-153):
   crossbar adds N(0, read_sigma^2) per device to its reads.  moments: mean G, std read_sigma, for a
   device programmed to target G (q of the target) and read at conductance G.
 
+The program stage runs as one fused numba pass (hw_models/kernels/pcm.py, pre-drawn float32 normals:
+nu's first, then the programming noise's); its float32 arithmetic is the formulas above op for op,
+with q's power from libm's powf (<= 0.51 ulp; q can differ by an ulp from numpy's float32 power).
+
 Where this differs from aihwkit (deliberately, per the project's formulas):
   * nu: aihwkit draws nu = |mu(g) + sigma(g) xi| with a g-dependent mu(g) = clip(-0.0155 ln g + 0.0244,
     0.049, 0.1), sigma(g) = clip(-0.0125 ln g - 0.0059, 0.008, 0.045) (pcm.py:120-130); here mu, sigma
@@ -50,6 +54,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from hw_models.kernels.pcm import pcm_program
 from hw_models.noise.base import NoiseModel, check
 from hw_models.noise.registry import register
 from hw_models.noise.stats import rectified_normal, rectified_normal_exp
@@ -123,16 +128,20 @@ class PCM(NoiseModel):
 
     # ---- stages ---------------------------------------------------------------------------------
     def program(self, g_target_uS, gmax_uS, rng, state=None):
-        g = np.array(g_target_uS, dtype=F32, copy=True)
+        """One fused pass (hw_models/kernels/pcm.py) of the formulas above; draws nu's normals, then
+        the programming noise's, float32, one per device each."""
+        g, nu, q = pcm_program(
+            g_target_uS, gmax_uS, rng, prog_coeff_uS=self.prog_coeff_uS,
+            prog_noise_scale=self.prog_noise_scale, prog_coeff_gmax_ref_uS=self.prog_coeff_gmax_ref_uS,
+            drift_nu_mean=self.drift_nu_mean, drift_nu_std=self.drift_nu_std,
+            read_1f_coeff=self.read_1f_coeff, read_1f_exponent=self.read_1f_exponent,
+            read_1f_max=self.read_1f_max, q_floor=G_POW_FLOOR, draw_nu=self._drifts,
+            draw_q=self.read_noise_scale > 0)
         state: dict[str, np.ndarray] = {}
-        if self.read_noise_scale > 0:
-            state[Q_KEY] = self._q(g, gmax_uS)
-        if self._drifts:
-            xi = rng.standard_normal(g.shape, dtype=F32)
-            state[NU_KEY] = np.maximum(F32(self.drift_nu_mean) + F32(self.drift_nu_std) * xi, F32(0))
-        if self.prog_noise_scale > 0:
-            g = np.maximum(g + self._sigma_prog_uS(g, gmax_uS) * rng.standard_normal(g.shape, dtype=F32),
-                           F32(0))
+        if q is not None:
+            state[Q_KEY] = q
+        if nu is not None:
+            state[NU_KEY] = nu
         return g, state
 
     def drift(self, g_prog_uS, state, t_s):
@@ -145,7 +154,10 @@ class PCM(NoiseModel):
         factor = self._time_factor(t_s)
         if factor == 0:
             return None
-        return (F32(factor) * np.abs(np.asarray(g_uS, F32)) * state[Q_KEY]).astype(F32)
+        sigma = np.abs(np.asarray(g_uS, F32))  # (factor |G|) q, as written above, in place
+        sigma *= F32(factor)
+        sigma *= state[Q_KEY]
+        return sigma
 
     # ---- documented statistics ------------------------------------------------------------------
     def moments(self, stage, g_uS, gmax_uS, t_s=0.0, dg_uS=None):

@@ -1,0 +1,82 @@
+"""Plot of the memory report: stacked component bars per method, and peak bytes against batch
+size for DF, FF, BP and checkpointed BP (measured solid, predicted dashed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+STACK = (("weights", ("weights", "master_copy")), ("optimizer", ("optimizer",)),
+         ("activations", ("activations",)), ("gradients", ("gradients",)),
+         ("inputs + workspace", ("inputs", "workspace")))
+LINES = ("df", "ff", "bp", "bp_ckpt")
+MB = 2.0 ** 20
+
+
+def _value(row: dict) -> float:
+    v = row["measured_bytes"] if row["measured_bytes"] is not None else row["predicted_bytes"]
+    return (v or 0) / MB
+
+
+def plot_memory(rows: list[dict], path: Path) -> None:
+    """One column per architecture: top, components at the largest batch and smallest depth
+    (float32, gradients kept, the most common optimizer); bottom, peak vs batch at that depth."""
+    base = [r for r in rows if r["format"] == "float32"]
+    archs = sorted({r["arch"] for r in base}) or ["mlp"]
+    fig, axes = plt.subplots(2, len(archs), figsize=(6.5 * len(archs), 8), dpi=110, squeeze=False)
+    for col, arch in enumerate(archs):
+        sel = [r for r in base if r["arch"] == arch]
+        if not sel:
+            continue
+        grads = "kept" if any(r["grads"] == "kept" for r in sel) else sel[0]["grads"]
+        sel = [r for r in sel if r["grads"] == grads]
+        opts = [r["optimizer"] for r in sel]
+        opt = max(set(opts), key=opts.count)
+        sel = [r for r in sel if r["optimizer"] == opt]
+        depth = min(r["depth"] for r in sel)
+        batch = max(r["batch"] for r in sel if r["depth"] == depth)
+        methods = [m for m in ("df", "dfo", "ff", "bp", "bp_ckpt")
+                   if any(r["method"] == m for r in sel)]
+        ax = axes[0][col]
+        bottom = [0.0] * len(methods)
+        for i, (label, comps) in enumerate(STACK):
+            heights = []
+            for m in methods:
+                vals = [_value(r) for r in sel if r["method"] == m and r["batch"] == batch
+                        and r["depth"] == depth and r["component"] in comps]
+                heights.append(max(sum(vals), 0.0))
+            ax.bar(methods, heights, bottom=bottom, label=label, color=f"C{i}")
+            bottom = [b + h for b, h in zip(bottom, heights)]
+        for j, m in enumerate(methods):
+            peak = [_value(r) for r in sel if r["method"] == m and r["batch"] == batch
+                    and r["depth"] == depth and r["component"] == "peak"]
+            if peak:
+                ax.plot([j - 0.4, j + 0.4], [peak[0]] * 2, "k-", lw=1.5)
+        ax.set_ylabel("MiB (measured; black line: peak)")
+        ax.set_title(f"{arch}, depth {depth}, batch {batch}, float32, {opt}, grads {grads}", fontsize=9)
+        ax.legend(fontsize=7)
+        ax = axes[1][col]
+        for i, m in enumerate(LINES):
+            pts = sorted(((r["batch"], r) for r in sel if r["method"] == m and r["depth"] == depth
+                          and r["component"] == "peak"), key=lambda t: t[0])
+            if not pts:
+                continue
+            xs = [b for b, _ in pts]
+            ax.plot(xs, [(r["measured_bytes"] or 0) / MB for _, r in pts], "-o", color=f"C{i}",
+                    label=f"{m} measured")
+            ax.plot(xs, [r["predicted_bytes"] / MB for _, r in pts], "--", color=f"C{i}", alpha=0.7,
+                    label=f"{m} predicted")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("peak MiB")
+        ax.set_title(f"{arch}, depth {depth}: training peak vs batch", fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,317 @@
+"""`onchip-ff memory CONFIG.toml --out DIR`: the memory accountant's predictions next to measured
+bytes for every point of the config's grids -> DIR/memory.csv, DIR/memory.png and DIR/ratios.md
+(DF/BP and DF/checkpointed-BP peak ratios over batch and depth)."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+import time
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from hw_models.memory import (COMPONENTS, METHODS, OPTIMIZERS, MemorySpec, NumberFormat, cnn_layers,
+                              default_ctx, mlp_layers, predict, spec_from_config)
+from hw_models.memory_measure import measure
+from onchip_ff import config
+from onchip_ff.errors import ConfigError
+
+CSV_COLUMNS = ("method", "arch", "batch", "depth", "format", "optimizer", "component", "predicted_bytes",
+               "measured_bytes", "rel_error", "grads", "measure", "exact", "note")
+SETTINGS = {"steps": 2, "threads": 1, "seed": 0, "checkpoint_every": 0, "block_size": 2, "cuda": True,
+            "map_batch": [32, 128, 1024, 8192], "map_depth": [3, 12, 48]}
+GRID_LISTS = ("method", "arch", "batch", "depth", "format", "optimizer")
+ARCH_KEYS = {"mlp_width": 1000, "cnn_channels": [32, 64, 128], "cnn_pool": 2, "grads": ["kept"]}  # optional
+HOW = {"weights": "nbytes", "master_copy": "nbytes", "optimizer": "nbytes", "inputs": "nbytes",
+       "gradients": "nbytes", "activations": "saved_tensors_hooks", "peak": "torch.profiler"}
+
+
+@dataclass(frozen=True)
+class Point:
+    method: str
+    arch: str  # label: mlp-<width> or cnn-<channels>-p<pool>
+    batch: int
+    depth: int
+    format: str
+    optimizer: str
+    kind: str = "mlp"
+    width: int = 1000
+    channels: tuple[int, ...] = (32, 64, 128)
+    pool: int = 2
+    grads: str = "kept"  # "kept": .grad survives to the next step (the learners); "freed": after each step
+
+    def key(self) -> dict:
+        return {k: getattr(self, k) for k in ("method", "arch", "batch", "depth", "format", "optimizer",
+                                              "grads")}
+
+    def layers(self, depth: int | None = None):
+        d = depth or self.depth
+        if self.kind == "mlp":
+            return mlp_layers((1, 28, 28), (self.width,) * d)
+        chans = tuple(self.channels[min(i, len(self.channels) - 1)] for i in range(d))
+        return cnn_layers((1, 28, 28), chans, 3, self.pool)
+
+
+def _fail(msg: str) -> None:
+    raise ConfigError(msg)
+
+
+def load_memory_config(path: str | Path) -> tuple[dict, dict[str, NumberFormat], list[Point]]:
+    """[memory] settings, named formats and the grid points (union of the grids' products)."""
+    path = Path(path)
+    if not path.is_file():
+        _fail(f"config file {path} not found; pass a .toml file such as "
+              "experiments/configs/memory_fmnist.toml")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    if set(raw) != {"memory"}:
+        _fail(f"{path}: a memory config has one [memory] table (with [memory.formats.*] and "
+              f"[[memory.grid]]), found {sorted(raw)}")
+    mem = dict(raw["memory"])
+    formats_raw, grids = mem.pop("formats", {}), mem.pop("grid", [])
+    settings = dict(SETTINGS)
+    for key, value in mem.items():
+        if key not in SETTINGS:
+            _fail(f"unknown key memory.{key} in {path}; valid keys: {', '.join(SETTINGS)}, formats, grid")
+        if type(value) is not type(SETTINGS[key]):
+            _fail(f"memory.{key} must be {type(SETTINGS[key]).__name__}, got {value!r}")
+        settings[key] = value
+    for key in ("steps", "threads", "block_size", "checkpoint_every"):
+        if settings[key] < (0 if key == "checkpoint_every" else 1):
+            _fail(f"memory.{key} must be >= {0 if key == 'checkpoint_every' else 1}, got {settings[key]}")
+    for key in ("map_batch", "map_depth"):
+        if any(not isinstance(v, int) or v < 1 for v in settings[key]):
+            _fail(f"memory.{key} must list integers >= 1, got {settings[key]}")
+    formats = {"float32": NumberFormat()}
+    for name, f in formats_raw.items():
+        bad = set(f) - {"weight_bits", "input_bits", "acc_bits"}
+        if bad:
+            _fail(f"memory.formats.{name}: unknown keys {sorted(bad)}; use weight_bits, input_bits, "
+                  "acc_bits")
+        if not f.get("weight_bits"):
+            _fail(f"memory.formats.{name}.weight_bits must be 2..16 (float32 is built in)")
+        formats[name] = NumberFormat(name, f["weight_bits"], f.get("input_bits", 0), f.get("acc_bits", 32))
+    if not grids:
+        _fail(f"{path}: no [[memory.grid]] tables; each lists method, arch, batch, depth, format, "
+              "optimizer")
+    allowed = {"method": METHODS, "arch": ("mlp", "cnn"), "format": tuple(formats), "optimizer": OPTIMIZERS}
+    points: dict[Point, None] = {}
+    for g, grid in enumerate(grids):
+        if not set(GRID_LISTS) <= set(grid) <= set(GRID_LISTS) | set(ARCH_KEYS):
+            _fail(f"memory.grid[{g}] must have the lists {', '.join(GRID_LISTS)} (optional: "
+                  f"{', '.join(ARCH_KEYS)}); got {sorted(grid)}")
+        arch = {k: grid.get(k, v) for k, v in ARCH_KEYS.items()}
+        chans = arch["cnn_channels"]
+        if (not isinstance(arch["mlp_width"], int) or arch["mlp_width"] < 1 or not isinstance(chans, list)
+                or not chans or any(not isinstance(c, int) or c < 1 for c in chans)
+                or not isinstance(arch["cnn_pool"], int) or arch["cnn_pool"] < 1
+                or not isinstance(arch["grads"], list) or not set(arch["grads"]) <= {"kept", "freed"}):
+            _fail(f"memory.grid[{g}]: mlp_width, cnn_pool must be integers >= 1, cnn_channels a list "
+                  f"of them and grads a list of 'kept' / 'freed'; got {arch}")
+        for key in GRID_LISTS:
+            vals = grid[key]
+            if not isinstance(vals, list) or not vals:
+                _fail(f"memory.grid[{g}].{key} must be a non-empty list")
+            if key in allowed and any(v not in allowed[key] for v in vals):
+                _fail(f"memory.grid[{g}].{key}: {vals} must be among {', '.join(allowed[key])}")
+            if key in ("batch", "depth") and any(not isinstance(v, int) or v < 1 for v in vals):
+                _fail(f"memory.grid[{g}].{key} must list integers >= 1, got {vals}")
+        for method, kind, batch, depth, fmt, opt, grads in itertools.product(
+                *(grid[k] for k in GRID_LISTS), arch["grads"]):
+            pool = arch["cnn_pool"]
+            if kind == "cnn" and 28 // pool ** depth < 1:
+                _fail(f"memory.grid[{g}]: a depth-{depth} CNN with pool {pool} shrinks 28x28 inputs "
+                      "to nothing; lower the depth or set cnn_pool = 1")
+            chans = tuple(chans)
+            label = (f"mlp-{arch['mlp_width']}" if kind == "mlp"
+                     else f"cnn-{'.'.join(map(str, chans))}-p{pool}")
+            points[Point(method, label, batch, depth, fmt, opt, kind, arch["mlp_width"], chans, pool,
+                         grads)] = None
+    return settings, formats, list(points)
+
+
+def point_config(p: Point, settings: dict, fmt: NumberFormat) -> config.Config:
+    """The onchip_ff Config of a grid point.  Fixed-point formats run on the simulator's digital
+    array with 32-bit accumulators (16 bits can overflow on 784 inputs; no buffer the simulator
+    keeps depends on the accumulator width: acc_bits enters the hardware-view workspace only)."""
+    chans = [p.channels[min(i, len(p.channels) - 1)] for i in range(p.depth)]
+    ov = [f"model.arch={p.kind}", f"model.hidden={[p.width] * p.depth}",
+          f"model.channels={chans}", f"model.pool={p.pool}",
+          f"objective.method={ {'dfo': 'df', 'bp_ckpt': 'bp'}.get(p.method, p.method) }",
+          f"objective.block_size={settings['block_size'] if p.method == 'dfo' else 1}",
+          f"train.optimizer={p.optimizer}", f"train.batch_size={p.batch}", f"train.seed={settings['seed']}"]
+    if fmt.weight_bits:
+        ov += ["hardware.backend=sim", "hardware.preset=fixed8", f"hardware.weight_bits={fmt.weight_bits}",
+               f"hardware.input_bits={fmt.input_bits}", "hardware.acc_bits=32"]
+    return config.load(None, ov)
+
+
+def _rel(pred: int | None, meas: int | None) -> float | None:
+    if pred is None or meas is None:
+        return None
+    return 0.0 if pred == meas else (pred - meas) / meas if meas else math.inf
+
+
+def point_rows(p: Point, settings: dict, fmt: NumberFormat) -> list[dict]:
+    cfg = point_config(p, settings, fmt)
+    spec = spec_from_config(cfg, batch=p.batch, method=p.method,
+                            checkpoint_every=settings["checkpoint_every"])
+    spec = replace(spec, fmt=fmt, free_grads=p.grads == "freed")
+    pred = predict(spec)
+    act_item = NumberFormat.itemsize(fmt.input_bits) if fmt.input_bits else 0
+    meas = measure(cfg, p.method, p.batch, settings["steps"], settings["checkpoint_every"],
+                   seed=settings["seed"], act_itemsize=act_item, with_cuda=settings["cuda"],
+                   free_grads=spec.free_grads)
+    sim = bool(fmt.weight_bits)
+    predicted = dict(pred.components, peak=pred.peak_bytes)
+    predicted["activations+gradients"] = predicted["activations"] + predicted["gradients"]
+    meas["activations+gradients"] = meas["activations"] + meas["gradients"]
+    meas["workspace"] = meas["peak"] - sum(meas[c] for c in COMPONENTS if c != "workspace")
+    rows: list[dict] = []
+
+    def add(component, pred_b, meas_b, how, exact, note=""):
+        rel = _rel(pred_b, meas_b) if exact else None
+        rows.append({**p.key(), "component": component, "predicted_bytes": pred_b,
+                     "measured_bytes": meas_b, "rel_error": rel, "measure": how, "exact": exact,
+                     "note": note})
+
+    for comp in COMPONENTS:
+        if comp == "workspace":
+            add(comp, predicted[comp], None if sim else meas[comp], "peak - components", not sim,
+                "simulator peak not comparable" if sim else "derived: peak minus the other components")
+            continue
+        note = ""
+        if comp == "activations" and act_item:
+            note = f"saved storages sized at {act_item} B/element + 4 B/row (input_bits {fmt.input_bits})"
+        if comp == "master_copy" and sim:
+            note = "float32 Parameter the optimizer updates next to the integer codes"
+        add(comp, predicted[comp], meas[comp], HOW[comp], True, note)
+    add("activations+gradients", predicted["activations+gradients"], meas["activations+gradients"],
+        "saved_tensors_hooks + nbytes", True)
+    if sim:
+        add("peak", predicted["peak"], meas["peak"] + meas["sim_numpy_peak"], "torch.profiler + tracemalloc",
+            False, "prediction is the hardware view (codes, acc_bits accumulators); the simulator "
+            "also keeps float32 code caches and float64 MVM intermediates")
+        add("sim_cache", predicted["master_copy"], meas["sim_cache"], "nbytes", True,
+            "digital tiles keep their codes as float32 for exact BLAS")
+    else:
+        add("peak", predicted["peak"], meas["peak"], "torch.profiler", True,
+            f"peak in {pred.peak_phase}; CPU allocator bytes as requested (exact)")
+        if meas.get("cuda_peak") is not None:
+            add("peak_cuda", None, meas["cuda_peak"], "torch.cuda.max_memory_allocated", False,
+                "CUDA: caching allocator rounds blocks to 512 B; cuDNN workspace not modelled")
+    return rows
+
+
+def _ratio_text(df: tuple, bp: tuple) -> str:
+    """'measured (predicted)' ratio of two (measured, predicted) peaks; bold when <= 0.4."""
+    (mdf, pdf), (mbp, pbp) = df, bp
+    pred = pdf / pbp
+    meas = mdf / mbp if mdf is not None and mbp else None
+    txt = f"{meas:.2f} ({pred:.2f})" if meas is not None else f"({pred:.2f})"
+    return f"**{txt}**" if (meas if meas is not None else pred) <= 0.4 else txt
+
+
+def _table(title: str, batches: list[int], depths: list[int], cell) -> list[str]:
+    out = [f"\n**{title}**\n", "| depth | " + " | ".join(f"batch {b}" for b in batches) + " |",
+           "|---|" + "---|" * len(batches)]
+    return out + [f"| {d} | " + " | ".join(cell(b, d) for b in batches) + " |" for d in depths]
+
+
+def ratio_table(rows: list[dict]) -> str:
+    """Markdown: DF / BP and DF / BP-ckpt peak ratios, measured (predicted), per group x batch x depth."""
+    peak = {(r["method"], r["arch"], r["batch"], r["depth"], r["format"], r["optimizer"], r["grads"]):
+            (r["measured_bytes"], r["predicted_bytes"]) for r in rows if r["component"] == "peak"}
+    out = []
+    for arch, fmt, opt, grads in sorted({(k[1], k[4], k[5], k[6]) for k in peak if k[0] == "df"}):
+        have = {(k[2], k[3]) for k in peak
+                if k[0] == "df" and (k[1], k[4], k[5], k[6]) == (arch, fmt, opt, grads)}
+
+        def cell(b, d, arch=arch, fmt=fmt, opt=opt, grads=grads, have=have):
+            key = (arch, b, d, fmt, opt, grads)
+            if (b, d) not in have:
+                return ""
+            return " / ".join(_ratio_text(peak[("df",) + key], peak[(base,) + key])
+                              if (base,) + key in peak else "–" for base in ("bp", "bp_ckpt"))
+        sim = " (simulator peaks)" if fmt != "float32" else ""
+        out += _table(f"{arch}, {fmt}, {opt}, grads {grads}{sim}: peak DF / BP and DF / BP-ckpt, "
+                      "measured (predicted); bold: DF <= 40%", sorted({b for b, _ in have}),
+                      sorted({d for _, d in have}), cell)
+    return "\n".join(out) + "\n"
+
+
+def ratio_map(points: list[Point], settings: dict, formats: dict[str, NumberFormat]) -> str:
+    """Predicted-only DF / BP and DF / BP-ckpt peak ratios over map_batch x map_depth for every
+    (architecture, format, optimizer, grads) group of the float32 DF points: where DF <= 40%."""
+    groups = {replace(p, method="df", batch=1, depth=1): None for p in points if p.format == "float32"}
+    out = []
+    for g in groups:
+        def cell(b, d, g=g):
+            if g.kind == "cnn" and 28 // g.pool ** d < 1:
+                return "-"
+            spec = MemorySpec(g.layers(d), method="df", batch=b, optimizer=g.optimizer,
+                              block_size=settings["block_size"],
+                              checkpoint_every=settings["checkpoint_every"],
+                              fmt=formats[g.format], ctx=default_ctx(), free_grads=g.grads == "freed")
+            pk = {m: predict(replace(spec, method=m)).peak_bytes for m in ("df", "bp", "bp_ckpt")}
+            return " / ".join(_ratio_text((None, pk["df"]), (None, pk[m])) for m in ("bp", "bp_ckpt"))
+        out += _table(f"{g.arch}, {g.format}, {g.optimizer}, grads {g.grads}: predicted peak DF / BP "
+                      "and DF / BP-ckpt; bold: DF <= 40%", settings["map_batch"], settings["map_depth"], cell)
+    return "\n".join(out) + "\n"
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "rel_error": "" if r["rel_error"] is None else f"{r['rel_error']:.6f}",
+                        "measured_bytes": "" if r["measured_bytes"] is None else r["measured_bytes"],
+                        "predicted_bytes": "" if r["predicted_bytes"] is None else r["predicted_bytes"]})
+
+
+def summary(rows: list[dict]) -> str:
+    """Worst |rel_error| per component over the rows compared exactly."""
+    worst: dict[str, tuple[float, dict]] = {}
+    for r in rows:
+        if r["exact"] and r["rel_error"] is not None:
+            e = abs(r["rel_error"])
+            if r["component"] not in worst or e > worst[r["component"]][0]:
+                worst[r["component"]] = (e, r)
+    lines = ["| component | rows | worst abs rel_error | at |", "|---|---|---|---|"]
+    for comp, (e, r) in worst.items():
+        n = sum(1 for x in rows if x["component"] == comp and x["exact"] and x["rel_error"] is not None)
+        lines.append(f"| {comp} | {n} | {e:.2e} | {r['method']} {r['arch']} b{r['batch']} d{r['depth']} "
+                     f"{r['format']} {r['optimizer']} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_memory(config_path: str | Path, out: Path, progress: bool = True) -> int:
+    settings, formats, points = load_memory_config(config_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(settings["threads"])
+    t0 = time.perf_counter()
+    rows: list[dict] = []
+    try:
+        for p in tqdm(points, disable=not progress, desc="memory", unit="point", dynamic_ncols=True):
+            rows += point_rows(p, settings, formats[p.format])
+    finally:
+        torch.set_num_threads(threads)
+    write_csv(rows, out / "memory.csv")
+    from experiments.memory_plots import plot_memory
+    plot_memory(rows, out / "memory.png")
+    table, worst = ratio_table(rows), summary(rows)
+    amap = ratio_map(points, settings, formats)
+    (out / "ratios.md").write_text("# Peak ratios, measured\n" + table + "\n# Peak ratios, analytic map\n"
+                                   + amap + "\n# Worst errors\n\n" + worst)
+    print(worst + table + "\nanalytic map (predicted only):\n" + amap)
+    print(f"{len(points)} points, {len(rows)} rows in {time.perf_counter() - t0:.1f} s -> "
+          f"{out / 'memory.csv'}, {out / 'memory.png'}, {out / 'ratios.md'}")
+    return 0

@@ -1,0 +1,189 @@
+"""Sweep files: parse a sweep TOML (base config, fixed overrides, variants, grid, seeds), expand it
+into runs, and key each run by the sha256 of its fully resolved config (canonical JSON)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from onchip_ff import config
+from onchip_ff.config import Config
+from onchip_ff.errors import ConfigError
+
+TABLES = ("sweep", "fixed", "variants", "grid")
+SWEEP_KEYS = ("name", "base", "seeds")
+EXAMPLE = "experiments/configs/sweep_example.toml"
+
+
+@dataclass(frozen=True)
+class Run:
+    key: str  # sha256 hex digest of config_json
+    position: int  # order within the sweep: seed-major, then variants, then the grid
+    overrides: tuple[str, ...]  # `section.key=value` strings applied to the base config
+    config_json: str  # canonical JSON of config.to_dict(cfg): sorted keys, no spaces
+    label: str = ""  # what sets this run apart: its variant, grid point and seed overrides
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    path: Path
+    base: Path
+    runs: tuple[Run, ...]
+    duplicates: int  # expanded runs whose resolved config equals an earlier run's (dropped)
+
+
+def canonical_json(cfg: Config) -> str:
+    """The fully resolved config as JSON with sorted keys and no whitespace: equal configs give
+    equal text."""
+    return json.dumps(config.to_dict(cfg), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def config_key(cfg: Config) -> str:
+    """sha256 hex digest of canonical_json(cfg): the identity of a run in the store."""
+    return hashlib.sha256(canonical_json(cfg).encode()).hexdigest()
+
+
+def config_from_json(text: str) -> Config:
+    return config.from_dict(json.loads(text), "stored run config")
+
+
+def toml_value(value: Any, name: str) -> str:
+    """One-line TOML text of a scalar or list, the form `--set name=VALUE` reads back."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v, name) for v in value) + "]"
+    raise ConfigError(f"{name} = {value!r}: sweep values must be numbers, strings, booleans or lists")
+
+
+def _flatten(table: dict[str, Any], where: str, prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": x}} and {"train.lr": x} both become {"train.lr": x}; checks the key shape."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            out.update(_flatten(value, where, name))
+            continue
+        parts = name.split(".")
+        if not (len(parts) == 2 or (len(parts) == 3 and parts[0] == "hardware")) or not all(parts):
+            raise ConfigError(f"{where}: key {name!r} must be section.key (e.g. \"train.lr\") or "
+                              "hardware.<noise model>.key")
+        out[name] = value
+    return out
+
+
+def _table(raw: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: [{name}] must be a table of key = value lines")
+    return value
+
+
+def _seeds(head: dict[str, Any], path: Path) -> list[int | None]:
+    seeds = head.get("seeds")
+    if seeds is None:
+        return [None]  # keep the base config's train.seed
+    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        raise ConfigError(f"{path}: sweep.seeds must be a non-empty list of distinct integers >= 0, "
+                          f"got {seeds!r}")
+    return seeds
+
+
+def _variants(raw: dict[str, Any], path: Path) -> list[dict[str, Any]]:
+    variants = raw.get("variants", [{}])
+    if not isinstance(variants, list) or not variants or not all(isinstance(v, dict) for v in variants):
+        raise ConfigError(f"{path}: variants must be [[variants]] tables of overrides")
+    return [_flatten(v, f"{path} [[variants]] #{i + 1}") for i, v in enumerate(variants)]
+
+
+def load_sweep(path: str | Path, extra_overrides: list[str] = ()) -> Sweep:
+    """Parse and fully expand a sweep file; every run's config is validated here, before anything
+    is written. extra_overrides (`section.key=value`, from `--set`) apply to every run like [fixed]
+    entries and replace them. Precedence: base < [fixed] < --set < variant < grid point < seed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep file {path} not found; pass a .toml sweep file (example: {EXAMPLE})")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(raw) - set(TABLES))
+    if unknown:
+        raise ConfigError(f"{path}: unknown table(s) {', '.join(unknown)}; a sweep file has "
+                          + ", ".join(f"[{t}]" for t in TABLES) + f" (see {EXAMPLE})")
+    head = _table(raw, "sweep", path)
+    bad = sorted(set(head) - set(SWEEP_KEYS))
+    if bad:
+        raise ConfigError(f"{path}: unknown key(s) sweep.{', sweep.'.join(bad)}; valid: "
+                          + ", ".join(f"sweep.{k}" for k in SWEEP_KEYS))
+    name = head.get("name", path.stem)
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{path}: sweep.name must be a non-empty string, got {name!r}")
+    base_text = head.get("base")
+    if not isinstance(base_text, str) or not base_text:
+        raise ConfigError(f"{path}: sweep.base must name the config the runs start from, relative "
+                          "to the sweep file (e.g. base = \"df_mlp_fmnist.toml\")")
+    base = Path(base_text) if Path(base_text).is_absolute() else path.parent / base_text
+    if not base.is_file():
+        raise ConfigError(f"{path}: sweep.base {base_text!r} not found (looked for {base}); the "
+                          "path is relative to the sweep file")
+    seeds = _seeds(head, path)
+    fixed = _flatten(_table(raw, "fixed", path), f"{path} [fixed]")
+    for text in extra_overrides:  # --set replaces [fixed] values
+        parts, value = config.parse_override(text)
+        fixed[".".join(parts)] = value
+    variants = _variants(raw, path)
+    grid = _flatten(_table(raw, "grid", path), f"{path} [grid]")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{path}: grid.{key} must be a non-empty list of values; put single "
+                              "values in [fixed]")
+        if key in fixed:
+            raise ConfigError(f"{path}: {key} is both in [grid] and in [fixed]/--set; keep one")
+    if seeds != [None] and any("train.seed" in t for t in (fixed, grid, *variants)):
+        raise ConfigError(f"{path}: train.seed is set by sweep.seeds; remove it from the other tables")
+    for i, variant in enumerate(variants):
+        clash = sorted(set(variant) & set(grid))
+        if clash:
+            raise ConfigError(f"{path}: [[variants]] #{i + 1} sets {', '.join(clash)}, also in "
+                              "[grid]; keep one")
+    names = list(grid)
+    combos = list(itertools.product(*(grid[n] for n in names)))
+    runs: list[Run] = []
+    seen: set[str] = set()
+    duplicates = 0
+    for seed in seeds:
+        for variant in variants:
+            for combo in combos:
+                chosen = {**variant, **dict(zip(names, combo))}
+                if seed is not None:
+                    chosen["train.seed"] = seed
+                overrides = [f"{k}={toml_value(v, k)}" for k, v in {**fixed, **chosen}.items()]
+                label = " ".join(f"{k}={toml_value(v, k)}" for k, v in chosen.items())
+                try:
+                    cfg = config.load(base, overrides)
+                except ConfigError as exc:
+                    raise ConfigError(f"sweep {path}, run {label or '(base)'}: {exc}") from None
+                key = config_key(cfg)
+                if key in seen:
+                    duplicates += 1
+                    continue
+                seen.add(key)
+                runs.append(Run(key, len(runs), tuple(overrides), canonical_json(cfg), label))
+    return Sweep(name.strip(), path, base, tuple(runs), duplicates)

@@ -1,0 +1,144 @@
+"""Numba kernels of the PCM simulator path: the fused program stage of the "pcm" noise model
+(target conductance + pre-drawn normals -> programmed conductance, drift exponent, 1/f amplitude,
+in one parallel pass) and the granular write of one-sided pairs (which pairs one weight update
+re-programs, and to which targets).
+
+Model semantics and sources: hw_models/noise/pcm.py (aihwkit PCMLikeNoiseModel) and
+hw_models/crossbar.py (AnalogTile.update).  Slow twins: tests/naive.py (naive_pcm_program,
+naive_granular_targets).  Arithmetic mirrors the numpy formulas op for op in float32 with no
+fastmath (no reassociation, no FMA contraction), so both kernels equal their twins bit for bit,
+except q: its x**exponent is libm's powf here (within 0.51 ulp of exact; numpy's float32 power,
+which pcm.py used before this kernel, is within 1 ulp), so q may differ from a correctly rounded
+power by up to 2 ulp.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw_models.kernels._jit import njit_fixed_parallel, njit_inline, prange
+from hw_models.kernels.quantize import seed_key, uniform_at
+
+F32 = np.float32
+
+
+# ---- scalar helpers ---------------------------------------------------------------------------
+@njit_inline
+def _at(a, i):
+    """a[i], with a length-1 array broadcast to every device."""
+    return a[0] if a.shape[0] == 1 else a[i]
+
+
+@njit_inline
+def horner(coeffs, x):
+    """c0 + c1 x + c2 x^2 + ... in the dtype of x and coeffs, highest power first."""
+    poly = coeffs[coeffs.shape[0] - 1]
+    for j in range(coeffs.shape[0] - 2, -1, -1):
+        poly = poly * x + coeffs[j]
+    return poly
+
+
+@njit_inline
+def one_over_f_amplitude(g_abs_norm, coeff, exponent, floor, q_max):
+    """q = min(coeff / max(g^exponent, floor), q_max); g = 0 (the off device of a one-sided pair)
+    skips the power: 0^e = 0 < floor for e > 0."""
+    den = floor
+    if g_abs_norm != 0 or exponent == 0:
+        den = max(g_abs_norm ** exponent, floor)
+    return min(coeff / den, q_max)
+
+
+# ---- program stage of the "pcm" noise model ----------------------------------------------------
+@njit_fixed_parallel
+def _program_kernel(g_target, gmax, coeffs, noise_scale, ref_gmax, xi_prog, nu_mean, nu_std, xi_nu,
+                    q_coeff, q_exponent, q_floor, q_max, do_prog, do_nu, do_q, g_out, nu_out, q_out):
+    for i in prange(g_target.shape[0]):
+        gt = g_target[i]
+        gm = _at(gmax, i)
+        if do_q:
+            q_out[i] = one_over_f_amplitude(abs(gt) / gm, q_coeff, q_exponent, q_floor, q_max)
+        if do_nu:
+            nu_out[i] = max(nu_mean + nu_std * xi_nu[i], F32(0))
+        if do_prog:
+            sigma = max(horner(coeffs, gt / gm), F32(0)) * (noise_scale * gm / ref_gmax)
+            g_out[i] = max(gt + sigma * xi_prog[i], F32(0))
+        else:
+            g_out[i] = gt
+
+
+def pcm_program(g_target_uS, gmax_uS, rng: np.random.Generator, *, prog_coeff_uS, prog_noise_scale,
+                prog_coeff_gmax_ref_uS, drift_nu_mean, drift_nu_std, read_1f_coeff,
+                read_1f_exponent, read_1f_max, q_floor, draw_nu: bool, draw_q: bool):
+    """Program targets g_target_uS (any shape) -> (g_prog, nu or None, q or None), float32 of that
+    shape.  Draws from rng, in this order: nu's standard normals (if draw_nu), then the programming
+    noise's (if prog_noise_scale > 0), each as one float32 array of the target's size (the order and
+    sizes of the numpy formulation, so a seed gives the same devices).  gmax_uS: a number or an array
+    of the target's shape (per-device gmax)."""
+    g = np.ascontiguousarray(g_target_uS, dtype=F32)
+    shape, n = g.shape, g.size
+    g = g.reshape(n)
+    gmax = np.ascontiguousarray(gmax_uS, dtype=F32).reshape(-1)
+    if gmax.shape[0] not in (1, n):
+        raise ValueError(f"gmax_uS must be a number or have the targets' shape {shape}, got "
+                         f"{np.shape(gmax_uS)}")
+    do_prog = prog_noise_scale > 0
+    empty = np.empty(0, F32)
+    xi_nu = rng.standard_normal(n, dtype=F32) if draw_nu else empty
+    xi_prog = rng.standard_normal(n, dtype=F32) if do_prog else empty
+    g_out = np.empty(n, F32)
+    nu_out = np.empty(n if draw_nu else 0, F32)
+    q_out = np.empty(n if draw_q else 0, F32)
+    _program_kernel(g, gmax, np.asarray(prog_coeff_uS, F32), F32(prog_noise_scale),
+                    F32(prog_coeff_gmax_ref_uS), xi_prog, F32(drift_nu_mean), F32(drift_nu_std), xi_nu,
+                    F32(read_1f_coeff), F32(read_1f_exponent), F32(q_floor), F32(read_1f_max),
+                    do_prog, draw_nu, draw_q, g_out, nu_out, q_out)
+    return (g_out.reshape(shape), nu_out.reshape(shape) if draw_nu else None,
+            q_out.reshape(shape) if draw_q else None)
+
+
+# ---- granular write of one-sided pairs -----------------------------------------------------------
+@njit_fixed_parallel
+def _granular_kernel(w_in, from_target, w_max, g_eff, granularity, key, w_new, changed, w_now):
+    k_cols = w_in.shape[1]
+    for m in prange(w_in.shape[0]):
+        wm = w_max[m]
+        for k in range(k_cols):
+            w_cur = g_eff[m, k] * wm  # the weight the pair holds (AnalogTile.weights)
+            w_now[m, k] = w_cur
+            delta = w_in[m, k] - w_cur if from_target else w_in[m, k]
+            dw_norm = delta / wm  # float32, as numpy's delta_w / w_max
+            n = np.floor(np.float64(dw_norm) / granularity + uniform_at(key, m * k_cols + k))
+            if n != 0.0:
+                target = np.float64(g_eff[m, k]) + n * granularity
+                w_new[m, k] = np.float32(min(max(target, -1.0), 1.0))
+                changed[m, k] = True
+            else:
+                changed[m, k] = False
+
+
+def granular_targets(w_in: np.ndarray, w_max: np.ndarray, g_eff: np.ndarray, granularity: float,
+                     seed, from_target: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which one-sided pairs a write re-programs, and to which normalized targets.
+
+    w_in (M, K): the requested change delta_w, or (from_target) the requested weights, whence
+    delta_w = w_in - g_eff w_max; g_eff (M, K) the pairs' normalized weights, w_max (M,) the column
+    ranges; float32, C-contiguous.  Per pair, in float32 as numpy would: dw = delta_w / w_max; then
+    in float64 n = floor(dw / granularity + u) (stochastic rounding, E[n] = dw / granularity) with
+    u[i] = uniform_at(seed_key(seed), i) at the pair's flat C-order index i; pairs with n != 0 get
+    the target clip(g_eff + n granularity, -1, 1), rounded once to float32.
+    Returns (flat indices of those pairs, int64 ascending; their targets, float32; the weights
+    g_eff w_max before the write, (M, K) float32)."""
+    if any(a.dtype != F32 or a.ndim != 2 or a.shape != w_in.shape or not a.flags.c_contiguous
+           for a in (w_in, g_eff)):
+        raise ValueError("granular_targets needs C-contiguous float32 (M, K) w_in and g_eff")
+    if w_max.shape != (w_in.shape[0],) or w_max.dtype != F32:
+        raise ValueError(f"w_max must be float32 of shape ({w_in.shape[0]},)")
+    if not 0 < granularity < np.inf:
+        raise ValueError(f"granularity must be > 0 and finite, got {granularity}")
+    w_new = np.empty(w_in.shape, F32)
+    changed = np.empty(w_in.shape, np.bool_)
+    w_now = np.empty(w_in.shape, F32)
+    _granular_kernel(w_in, bool(from_target), w_max, g_eff, float(granularity), seed_key(seed), w_new,
+                     changed, w_now)
+    idx = np.flatnonzero(changed)
+    return idx, w_new.reshape(-1)[idx], w_now

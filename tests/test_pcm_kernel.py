@@ -1,0 +1,119 @@
+"""PCM kernels (hw_models/kernels/pcm.py) against their numpy twins in tests/naive.py: the fused
+program stage (bit-exact but q, see naive_pcm_program) and the granular write targets (bit-exact),
+incl. edge sizes (1 device, empty, 2-D) and per-device gmax."""
+
+import numpy as np
+import pytest
+
+from hw_models.kernels.pcm import granular_targets, pcm_program
+from hw_models.noise.pcm import G_POW_FLOOR, PCM
+
+from naive import naive_granular_targets, naive_pcm_program
+
+jitfree = pytest.mark.jitfree
+GMAX = 25.0
+SHAPES = [(1,), (0,), (7,), (3, 5), (64, 100)]
+
+
+def _targets(shape, seed):
+    """Conductances in [0, 1.1 gmax] with exact zeros (one-sided off devices) and exact gmax."""
+    rng = np.random.default_rng(seed)
+    g = rng.uniform(0, 1.1 * GMAX, shape).astype(np.float32)
+    flat = g.reshape(-1)
+    flat[::3] = 0.0
+    flat[1::5] = GMAX
+    return g
+
+
+def _params(m: PCM) -> dict:
+    return dict(prog_coeff_uS=m.prog_coeff_uS, prog_noise_scale=m.prog_noise_scale,
+                prog_coeff_gmax_ref_uS=m.prog_coeff_gmax_ref_uS, drift_nu_mean=m.drift_nu_mean,
+                drift_nu_std=m.drift_nu_std, read_1f_coeff=m.read_1f_coeff,
+                read_1f_exponent=m.read_1f_exponent, read_1f_max=m.read_1f_max, q_floor=G_POW_FLOOR)
+
+
+@jitfree
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("per_device_gmax", [False, True])
+@pytest.mark.parametrize("model", [PCM(), PCM(prog_noise_scale=0.0), PCM(drift_nu_mean=0.0, drift_nu_std=0.0),
+                                   PCM(prog_coeff_uS=(0.5,), read_1f_exponent=0.0)])
+def test_program_matches_twin(shape, per_device_gmax, model):
+    g = _targets(shape, 0)
+    gmax = (np.random.default_rng(1).uniform(20, 30, shape).astype(np.float32) if per_device_gmax
+            else GMAX)
+    draw_nu, do_prog = model.drift_nu_std > 0 or model.drift_nu_mean > 0, model.prog_noise_scale > 0
+    got_g, got_nu, got_q = pcm_program(g, gmax, np.random.default_rng(2), draw_nu=draw_nu, draw_q=True,
+                                       **_params(model))
+    rng = np.random.default_rng(2)  # the kernel's draws, in its order
+    xi_nu = rng.standard_normal(g.size, dtype=np.float32).reshape(shape) if draw_nu else None
+    xi_prog = rng.standard_normal(g.size, dtype=np.float32).reshape(shape) if do_prog else None
+    want_g, want_nu, want_q = naive_pcm_program(
+        g, gmax, xi_prog, xi_nu, model.prog_coeff_uS, model.prog_noise_scale, model.prog_coeff_gmax_ref_uS,
+        model.drift_nu_mean, model.drift_nu_std, model.read_1f_coeff, model.read_1f_exponent, G_POW_FLOOR,
+        model.read_1f_max)
+    for got in (got_g, got_nu, got_q):
+        assert got is None or (got.shape == shape and got.dtype == np.float32)
+    np.testing.assert_array_equal(got_g, want_g)
+    assert (got_nu is None) == (want_nu is None)
+    if want_nu is not None:
+        np.testing.assert_array_equal(got_nu, want_nu)
+    np.testing.assert_array_max_ulp(got_q, want_q, maxulp=2)
+    if model.read_1f_exponent > 0:  # off devices: q at the floor, no power taken
+        assert np.all(got_q[g == 0] == np.float32(model.read_1f_coeff / G_POW_FLOOR).clip(
+            max=np.float32(model.read_1f_max)))
+
+
+@jitfree
+def test_program_leaves_inputs_and_flags_skip_outputs():
+    g = _targets((4, 6), 3)
+    g0 = g.copy()
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    out, nu, q = pcm_program(g, GMAX, rng, draw_nu=False, draw_q=False, **_params(PCM.zero()))
+    assert nu is None and q is None and np.array_equal(out, g) and out is not g
+    assert rng.bit_generator.state == state  # nothing drawn
+    np.testing.assert_array_equal(g, g0)
+    with pytest.raises(ValueError, match="gmax_uS"):
+        pcm_program(g, np.ones(3, np.float32), rng, draw_nu=False, draw_q=True, **_params(PCM()))
+
+
+def _granular_case(shape, seed):
+    rng = np.random.default_rng(seed)
+    g_eff = rng.uniform(-1, 1, shape).astype(np.float32)
+    w_max = rng.uniform(0.01, 0.1, shape[0]).astype(np.float32)
+    delta = (rng.standard_normal(shape) * 0.02 * w_max[:, None]).astype(np.float32)
+    if delta.size:
+        delta.reshape(-1)[::4] = 0.0
+    return g_eff, w_max, delta
+
+
+@jitfree
+@pytest.mark.parametrize("shape", [(1, 1), (0, 5), (3, 257), (64, 100)])
+@pytest.mark.parametrize("from_target", [False, True])
+def test_granular_targets_match_twin(shape, from_target):
+    g_eff, w_max, delta = _granular_case(shape, 4)
+    w_in = (g_eff * w_max[:, None] + delta) if from_target else delta
+    got = granular_targets(w_in, w_max, g_eff, 0.013, 12345, from_target=from_target)
+    want = naive_granular_targets(w_in, w_max, g_eff, 0.013, 12345, from_target=from_target)
+    assert got[0].dtype == np.int64 and got[1].dtype == np.float32 and got[2].shape == shape
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    if got[0].size:
+        assert np.all(np.abs(got[1]) <= 1)
+
+
+@jitfree
+def test_granular_targets_round_stochastically_and_reject_bad_input():
+    g_eff = np.zeros((100, 1000), np.float32)
+    w_max = np.ones(100, np.float32)
+    delta = np.full((100, 1000), 0.25 * 0.04, np.float32)  # a quarter increment
+    idx, target, _ = granular_targets(delta, w_max, g_eff, 0.04, 7)
+    p = idx.size / delta.size
+    assert abs(p - 0.25) < 3 * np.sqrt(0.25 * 0.75 / delta.size)  # P(n = 1) = 1/4
+    assert np.all(target == np.float32(0.04))
+    with pytest.raises(ValueError):
+        granular_targets(delta.astype(np.float64), w_max, g_eff, 0.04, 7)
+    with pytest.raises(ValueError):
+        granular_targets(delta, w_max, g_eff, 0.0, 7)
+    with pytest.raises(ValueError):
+        granular_targets(delta, np.ones(3, np.float32), g_eff, 0.04, 7)

@@ -1,0 +1,259 @@
+"""Sweep runner end to end on tiny synthetic runs: local processes, reruns, failed runs (NaN,
+data errors, exceptions, dead workers), --retry-failed, Ctrl-C, SIGKILL and resume, two sweep
+processes on one store, and Ray giving the same rows as local."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import onchip_ff
+from experiments.cli import main
+from experiments.runner.executors import LocalExecutor
+from experiments.runner.store import Store
+from experiments.runner.sweep import config_from_json, config_key
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "experiments" / "configs" / "sweep_tiny_synthetic.toml"
+BASE = ROOT / "experiments" / "configs" / "df_mlp_fmnist.toml"
+ENV = dict(os.environ, PYTHONPATH=str(ROOT))
+TIMING = ("wall_s", "train_s")
+
+
+def write_sweep(folder: Path, tables: str, seeds: str = "[0]", samples: int = 200, epochs: int = 1) -> Path:
+    path = folder / "sweep.toml"
+    path.write_text(textwrap.dedent(f"""
+        [sweep]
+        base = "{BASE}"
+        seeds = {seeds}
+        [fixed]
+        "data.name" = "synthetic"
+        "data.synthetic_train" = {samples}
+        "data.synthetic_test" = 100
+        "model.hidden" = [16]
+        "train.epochs" = {epochs}
+        "train.batch_size" = 50
+        "train.threads" = 1
+        "train.train_eval_samples" = 100
+        "train.lr" = 3e-3
+    """) + textwrap.dedent(tables))
+    return path
+
+
+def rows(store: Path) -> list[dict]:
+    with Store(store, readonly=True) as s:
+        return s.rows()
+
+
+def counts(store: Path) -> dict[str, int]:
+    """Status counts through a plain read-only connection (cheap enough to poll)."""
+    try:
+        con = sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            found = dict(con.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall())
+        finally:
+            con.close()
+    except sqlite3.Error:
+        found = {}
+    return {s: found.get(s, 0) for s in ("pending", "running", "done", "failed")}
+
+
+def sweep_process(sweep: Path, store: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "experiments.cli", "sweep", str(sweep), "--store",
+                             str(store), "--no-progress", *extra], env=ENV, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, what: str, proc: subprocess.Popen | None = None, timeout_s: float = 90) -> None:
+    end = time.monotonic() + timeout_s
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"sweep exited ({proc.returncode}) before {what}: {proc.stderr.read()}")
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def descendants(pid: int) -> set[int]:
+    parent = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parent[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier} - found
+        found |= frontier
+    return found
+
+
+def gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] in "ZX"  # exited; a zombie only waits to be reaped
+
+
+def comparable(row: dict) -> dict:
+    m = json.loads(row["metrics"])
+    for key in TIMING:
+        m.pop(key)
+    for h in m["history"]:
+        h.pop("wall_s")
+    return {"key": row["key"], "status": row["status"], "config": row["config"], "metrics": m}
+
+
+@pytest.fixture(scope="module")
+def local_store(tmp_path_factory) -> Path:
+    store = tmp_path_factory.mktemp("local") / "tiny.sqlite"
+    assert main(["sweep", str(TINY), "--store", str(store), "--workers", "2", "--no-progress"]) == 0
+    return store
+
+
+def test_local_sweep_stores_every_run_and_rerun_skips_them(local_store, capsys):
+    first = rows(local_store)
+    assert len(first) == 4 and {r["status"] for r in first} == {"done"}
+    for r in first:
+        m = json.loads(r["metrics"])
+        assert r["attempts"] == 1 and r["sweep"] == "tiny_synthetic" and r["error"] is None
+        assert 0 <= r["test_accuracy"] <= 1 and r["test_accuracy"] == m["test_accuracy"]
+        assert r["epochs"] == 1 and len(m["history"]) == 1 and m["threads"] == 1
+        assert r["version"] == onchip_ff.__version__ and r["git_commit"]
+        assert config_key(config_from_json(r["config"])) == r["key"]
+    assert main(["sweep", str(TINY), "--store", str(local_store), "--workers", "2", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "(4 done, 0 failed, 0 to run)" in captured.err and "4/4 done" in captured.out
+    assert rows(local_store) == first
+
+
+def test_failed_runs_are_stored_and_the_sweep_goes_on(tmp_path, capsys):
+    sweep = write_sweep(tmp_path, f"""
+        [[variants]]
+        "objective.method" = "df"
+        [[variants]]
+        "objective.method" = "bp"
+        "train.optimizer" = "sgd"
+        "train.lr" = 1e20
+        [[variants]]
+        "data.name" = "fashion_mnist"
+        "data.root" = "{tmp_path / 'no_data'}"
+    """)
+    store = tmp_path / "s.sqlite"
+    argv = ["sweep", str(sweep), "--store", str(store), "--workers", "2", "--no-progress"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    ok, nan, nodata = rows(store)
+    assert ok["status"] == "done" and nan["status"] == "failed" and nodata["status"] == "failed"
+    assert nan["error"].startswith("diverged: non-finite loss") and nan["metrics"] is None
+    assert "does not exist" in nodata["error"] and "apt-get" in nodata["error"]
+    assert f"failed {nan['key'][:12]}: diverged" in err
+    assert main(argv) == 1  # failed runs are not retried without --retry-failed
+    assert "(1 done, 2 failed (skipped" in capsys.readouterr().err
+    assert rows(store) == [ok, nan, nodata]
+    assert main([*argv, "--retry-failed"]) == 1
+    again = rows(store)
+    assert [r["attempts"] for r in again] == [1, 2, 2] and again[0] == ok
+    assert again[1]["error"] == nan["error"] and again[1]["finished"] > nan["finished"]
+
+
+def test_inline_executor_stores_exceptions_and_matches_local(local_store, tmp_path, monkeypatch, capsys):
+    import torch
+
+    import experiments.runner.worker as worker
+    real = worker.train
+
+    def flaky(cfg, data, **kwargs):
+        if cfg.train.seed == 1:
+            raise RuntimeError("boom\nsecond line")
+        return real(cfg, data, **kwargs)
+
+    monkeypatch.setattr(worker, "train", flaky)
+    threads = torch.get_num_threads()
+    store = tmp_path / "inline.sqlite"
+    try:
+        assert main(["sweep", str(TINY), "--store", str(store), "--executor", "inline", "--no-progress"]) == 1
+    finally:
+        torch.set_num_threads(threads)
+    got = rows(store)
+    assert [r["status"] for r in got] == ["done", "done", "failed", "failed"]
+    assert got[2]["error"] == "RuntimeError: boom" and "second line" in got[2]["detail"]
+    assert "Traceback" in got[2]["detail"] and "flaky" in got[2]["detail"]
+    local = rows(local_store)
+    assert [comparable(r) for r in got[:2]] == [comparable(r) for r in local[:2]]
+
+
+def test_a_dead_worker_process_is_a_failed_result():
+    executor = LocalExecutor()
+    try:
+        handles = {executor.submit("os:_exit", (3,)): "exit", executor.submit("os:abort", ()): "abort",
+                   executor.submit("operator:add", (1, 2)): "add"}
+        results = {}
+        while len(results) < 3:
+            results.update((handles[h], r) for h, r in executor.wait(30))
+    finally:
+        executor.close()
+    assert results["add"] == 3
+    assert results["exit"]["status"] == "failed" and "exit code 3" in results["exit"]["error"]
+    assert f"killed by signal {int(signal.SIGABRT)}" in results["abort"]["error"]
+
+
+def test_ctrl_c_then_sigkill_then_resume_loses_nothing_and_duplicates_nothing(tmp_path):
+    sweep = write_sweep(tmp_path, '[grid]\n"objective.method" = ["df", "bp"]\n', seeds="[0, 1, 2, 3]",
+                        samples=400, epochs=2)
+    store = tmp_path / "s.sqlite"
+    first = sweep_process(sweep, store)
+    wait_for(lambda: (c := counts(store))["done"] >= 1 and c["running"] == 1, "a run in progress", first)
+    first.send_signal(signal.SIGINT)
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 130 and "put back to pending" in err, err
+    c = counts(store)
+    assert c["running"] == 0 and c["failed"] == 0 and c["done"] + c["pending"] == 8
+    released = sum(r["status"] == "pending" and r["attempts"] > 0 for r in rows(store))
+
+    second = sweep_process(sweep, store)
+    while True:  # freeze the sweep process so the store cannot change between the look and the kill
+        wait_for(lambda: counts(store)["running"] == 1, "a run in progress", second)
+        second.send_signal(signal.SIGSTOP)
+        if counts(store)["running"] == 1:
+            break
+        second.send_signal(signal.SIGCONT)
+    children = descendants(second.pid)
+    second.kill()
+    second.communicate(timeout=60)
+    assert children  # the forkserver and the run in progress
+    wait_for(lambda: all(gone(p) for p in children), "the killed sweep's workers to exit", timeout_s=30)
+
+    assert main(["sweep", str(sweep), "--store", str(store), "--no-progress"]) == 0
+    final = rows(store)
+    assert len(final) == 8 and len({r["key"] for r in final}) == 8
+    assert {r["status"] for r in final} == {"done"}
+    assert sum(r["attempts"] for r in final) == 8 + released + 1  # +1: the killed run, reclaimed
+
+
+def test_two_sweep_processes_share_one_store(tmp_path):
+    sweep = write_sweep(tmp_path, '[grid]\n"objective.method" = ["df", "bp"]\n', seeds="[0, 1, 2]")
+    store = tmp_path / "shared.sqlite"
+    procs = [sweep_process(sweep, store), sweep_process(sweep, store)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    final = rows(store)
+    assert len(final) == 6 and {r["status"] for r in final} == {"done"}
+    assert {r["attempts"] for r in final} == {1}  # every run was claimed exactly once
+
+
+def test_ray_executor_gives_the_same_rows_as_local(local_store, tmp_path):
+    pytest.importorskip("ray")
+    store = tmp_path / "ray.sqlite"
+    assert main(["sweep", str(TINY), "--store", str(store), "--executor", "ray", "--workers", "2",
+                 "--no-progress"]) == 0
+    assert [comparable(r) for r in rows(store)] == [comparable(r) for r in rows(local_store)]
