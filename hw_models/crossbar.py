@@ -17,19 +17,32 @@ from hw_models.blas import matmul
 from hw_models.device import DeviceConfig
 from hw_models.kernels.pcm import granular_targets
 from hw_models.kernels.program import one_sided_write
+from hw_models.rng import NormalSource
 from hw_models.periphery import adc, compensation_factor, dac
 
 
+def _gather(a: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """Devices of a (M, K) array selected by a boolean (M, K) mask or by flat C-order indices."""
+    return a[sel] if sel.dtype == np.bool_ else np.take(a, sel)
+
+
+def _scatter(a: np.ndarray, sel: np.ndarray, values: np.ndarray) -> None:
+    if sel.dtype == np.bool_:  # a mask of most devices: faster than a put of as many indices
+        a[sel] = values
+    else:
+        np.put(a, sel, values)
+
+
 class _Subset(Mapping):
-    """The per-device state arrays at flat indices idx, gathered on first access (a model that
+    """The per-device state arrays at the selected devices, gathered on first access (a model that
     keeps no properties across writes, like "pcm", never pays for the gather)."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], idx: np.ndarray) -> None:
-        self._arrays, self._idx, self._taken = arrays, idx, {}
+    def __init__(self, arrays: dict[str, np.ndarray], sel: np.ndarray) -> None:
+        self._arrays, self._sel, self._taken = arrays, sel, {}
 
     def __getitem__(self, key: str) -> np.ndarray:
         if key not in self._taken:
-            self._taken[key] = np.take(self._arrays[key], self._idx)
+            self._taken[key] = _gather(self._arrays[key], self._sel)
         return self._taken[key]
 
     def __contains__(self, key) -> bool:
@@ -46,6 +59,7 @@ class AnalogTile:
     def __init__(self, weight: np.ndarray, device: DeviceConfig, rng: np.random.Generator) -> None:
         self.device = device
         self.rng = rng
+        self.normals = NormalSource(rng)  # per-read noise, drawn on all cores
         self.out_features, self.in_features = weight.shape
         self.t_s = device.read_time_s
         self.program(weight)
@@ -95,16 +109,17 @@ class AnalogTile:
         """Conductances, effective weights and read variances of every device at time t_s."""
         self.g_now, self.g_eff, self.read_var = self._read_out(zip(self.g_prog, self.states))
 
-    def _refresh_at(self, idx: np.ndarray, written: list[tuple[np.ndarray, dict]]) -> None:
-        """_refresh for the devices at flat indices idx only (every stage acts per device, so this
-        equals a full refresh bit for bit); written: (g_prog, state) of each polarity at idx."""
+    def _refresh_at(self, sel: np.ndarray, written: list[tuple[np.ndarray, dict]]) -> None:
+        """_refresh for the selected devices only (mask or flat indices; every stage acts per
+        device, so this equals a full refresh bit for bit); written: (g_prog, state) of each
+        polarity there."""
         g_now, g_eff, read_var = self._read_out(written)
         for i, part in enumerate(g_now):
-            if not (self.g_now[i] is self.g_prog[i] and part is written[i][0]):  # else put already
-                np.put(self.g_now[i], idx, part)
-        np.put(self.g_eff, idx, g_eff)
+            if not (self.g_now[i] is self.g_prog[i] and part is written[i][0]):  # else written
+                _scatter(self.g_now[i], sel, part)
+        _scatter(self.g_eff, sel, g_eff)
         if read_var is not None:
-            np.put(self.read_var, idx, read_var)
+            _scatter(self.read_var, sel, read_var)
 
     def _read_out(self, devices) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None]:
         """(conductances at t_s per polarity, normalized effective weights, normalized read
@@ -199,12 +214,12 @@ class AnalogTile:
         read as one draw per output (see _tile_read), or the output noise alone."""
         out_noise = self.device.periphery.out_noise
         if var is None:
-            return (self.rng.standard_normal(shape, dtype=np.float32) if out_noise else None), out_noise
+            return (self.normals.standard_normal(shape) if out_noise else None), out_noise
         sd = matmul(xs * xs, var.T)  # read variance per output, normalized units
         if out_noise:
             sd += np.float32(out_noise * out_noise)
         np.sqrt(sd, out=sd)
-        sd *= self.rng.standard_normal(shape, dtype=np.float32)
+        sd *= self.normals.standard_normal(shape)
         return sd, 1.0
 
     # ---- writes ---------------------------------------------------------------------------
@@ -226,9 +241,16 @@ class AnalogTile:
             self._reprogram_at(idx, w_new)
             rows = idx // self.in_features
             np.put(w_out, idx, np.take(self.g_eff, idx) * np.take(self.w_max[:, 0], rows))
+            self._recalibrate()
             return w_out
         self.update(w_target - self.weights())
         return self.weights()
+
+    def _recalibrate(self) -> None:
+        """After a write the drift-compensation reference is the new state (written now)."""
+        if self.calibration is not None:
+            self.calibration = self._calibration_read()
+            self._calib_cache_t = None
 
     def update(self, delta_w: np.ndarray) -> None:
         """Apply a requested weight change (out, in) through the devices' update model.
@@ -243,6 +265,10 @@ class AnalogTile:
         u counter-based from one key drawn from the tile's Generator), target clip(g_eff + n e,
         -1, 1), and only pairs with n != 0 are re-programmed: fresh programming noise for those
         alone, the other devices keep their conductance.  Device properties (state) persist."""
+        self._update(delta_w)
+        self._recalibrate()
+
+    def _update(self, delta_w: np.ndarray) -> None:
         d = self.device
         if d.pair_mapping == "one_sided":
             if d.write_granularity:
@@ -272,27 +298,27 @@ class AnalogTile:
     def _reprogram(self, w_norm: np.ndarray, changed: np.ndarray) -> None:
         """Re-write the pairs whose target changed; device properties persist across writes."""
         if not changed.all():
-            idx = np.flatnonzero(changed)
-            self._reprogram_at(idx, w_norm.reshape(-1)[idx])
+            self._reprogram_at(changed, w_norm[changed])
             return
         for i, target in enumerate(self._targets(w_norm)):
             self.g_prog[i], self.states[i] = self._write_devices(target, self.states[i])
         self._refresh()
 
-    def _reprogram_at(self, idx: np.ndarray, w_norm: np.ndarray) -> None:
-        """Re-write the pairs at flat C-order indices idx to normalized targets w_norm (same
-        draws, in the same order, as re-writing them by a boolean mask), then refresh just them."""
-        if idx.size == 0:
+    def _reprogram_at(self, sel: np.ndarray, w_norm: np.ndarray) -> None:
+        """Re-write the pairs selected by a boolean (M, K) mask or by flat C-order indices (in
+        C order either way, so the same draws in the same order) to normalized targets w_norm,
+        then refresh just them."""
+        if w_norm.size == 0:
             return
         written = []
         for i, target in enumerate(self._targets(w_norm)):
             states = self.states[i]
-            g, state = self._write_devices(target, _Subset(states, idx))
-            np.put(self.g_prog[i], idx, g)
+            g, state = self._write_devices(target, _Subset(states, sel))
+            _scatter(self.g_prog[i], sel, g)
             for k, v in state.items():
-                np.put(states[k], idx, v)
+                _scatter(states[k], sel, v)
             written.append((g, state))
-        self._refresh_at(idx, written)
+        self._refresh_at(sel, written)
 
     def outer_update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None:
         """Rank-N update W <- W - lr * d^T x (SGD outer product of a batch)."""

@@ -350,3 +350,19 @@ def test_granular_writes_keep_device_properties():
             np.testing.assert_array_equal(v, new[k], err_msg=k)
         assert np.all(g[new["stuck"] == 1] == 0)
         assert np.all(g[new["stuck"] == 2] == new["stuck_at.gmax_uS"][new["stuck"] == 2])
+
+
+def test_drift_compensation_reference_follows_writes():
+    """After training writes, compensation must restore the trained weights' outputs, not the
+    initially programmed ones."""
+    rng = np.random.default_rng(11)
+    w = rng.uniform(-1, 1, (10, 40)).astype(np.float32)
+    x = rng.uniform(-1, 1, (5, 40)).astype(np.float32)
+    dev = dataclasses.replace(IDEAL, weight_headroom=2.0, noise=(UniformDrift(0.05),),
+                              periphery=PeripheryConfig(drift_compensation=True))
+    tile = AnalogTile(w, dev, np.random.default_rng(0))
+    tile.write(w * 1.5)  # a large, uniform change
+    y_trained = tile.forward(x)
+    assert np.allclose(y_trained, x @ (1.5 * w).T, rtol=1e-4, atol=1e-5)
+    tile.set_time(20.0 * 1e4)
+    assert np.allclose(tile.forward(x), y_trained, rtol=1e-4, atol=1e-5)

@@ -67,7 +67,7 @@ def counts(store: Path) -> dict[str, int]:
 
 def sweep_process(sweep: Path, store: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "experiments.cli", "sweep", str(sweep), "--store",
-                             str(store), "--no-progress", *extra], env=ENV, cwd=ROOT,
+                             str(store), "--no-progress", "--workers", "1", *extra], env=ENV, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

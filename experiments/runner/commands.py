@@ -121,7 +121,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("sweep", help="run every config of a sweep file; results go to an SQLite store")
     s.add_argument("sweep_file", help="sweep TOML, e.g. experiments/configs/sweep_example.toml")
     s.add_argument("--store", help="results store (default runs/<sweep name>.sqlite; created if absent)")
-    s.add_argument("--workers", type=int, default=1, help="runs at the same time (default 1)")
+    s.add_argument("--workers", type=int, default=_cores(),
+                   help=f"runs at the same time (default: the CPU count, {_cores()} here)")
     s.add_argument("--executor", choices=("local", "ray", "inline"), default="local",
                    help="local: a fresh process per run (default); ray: Ray tasks; inline: in this "
                         "process, one at a time (for --debug)")
