@@ -138,7 +138,8 @@ def granular_targets(w_in: np.ndarray, w_max: np.ndarray, g_eff: np.ndarray, gra
     w_new = np.empty(w_in.shape, F32)
     changed = np.empty(w_in.shape, np.bool_)
     w_now = np.empty(w_in.shape, F32)
-    _granular_kernel(w_in, bool(from_target), w_max, g_eff, float(granularity), seed_key(seed), w_new,
-                     changed, w_now)
+    with np.errstate(over="ignore"):  # uint64 wrap-around of the hash is intended (matters without JIT)
+        _granular_kernel(w_in, bool(from_target), w_max, g_eff, float(granularity), seed_key(seed), w_new,
+                         changed, w_now)
     idx = np.flatnonzero(changed)
     return idx, w_new.reshape(-1)[idx], w_now
