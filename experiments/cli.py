@@ -1,4 +1,4 @@
-"""The `onchip-ff` command line: train, demo, bench, memory, sweep, results.  Errors meant for people become one line and exit 2."""
+"""The `onchip-ff` command line: train, demo, bench, deploy, memory, sweep, results.  Errors meant for people become one line and exit 2."""
 
 from __future__ import annotations
 
@@ -76,6 +76,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(out, batch=args.batch, repeats=args.repeats)
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from experiments.deploy import load_run, run_deploy
+
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    load_run(Path(args.run_dir))  # a missing run is an error before any folder is created
+    out = prepare_out_dir(args.out or str(Path(args.run_dir) / "deploy"), "deploy", ("deploy.csv", "drift.png"))
+    return run_deploy(Path(args.run_dir), out, ["hardware.preset=pcm"] + (args.set or []), seeds=args.seeds)
+
+
 def cmd_memory(args: argparse.Namespace) -> int:
     from experiments.memory_report import load_memory_config, run_memory
 
@@ -112,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=10, help="timed repeats per entry (median; default 10)")
     b.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     b.set_defaults(func=cmd_bench)
+
+    dp = sub.add_parser("deploy", help="program a trained run onto simulated tiles (default pcm) and "
+                        "evaluate it 1 s .. 1 year after programming, with and without drift compensation")
+    dp.add_argument("run_dir", help="the --out folder of an `onchip-ff train` run")
+    dp.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                    help="hardware override (repeatable), e.g. hardware.preset=pcm, hardware.pcm.drift_nu_mean=0.08")
+    dp.add_argument("--seeds", type=int, default=1, help="programming-noise seeds (default 1)")
+    dp.add_argument("--out", help="output folder (default RUN_DIR/deploy)")
+    dp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    dp.set_defaults(func=cmd_deploy)
 
     m = sub.add_parser("memory", help="training-memory accountant vs measured bytes (DF, FF, BP, "
                        "checkpointed BP): memory.csv, memory.png, ratios.md")

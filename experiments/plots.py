@@ -28,3 +28,28 @@ def plot_histories(histories: dict[str, list[dict]], path: Path, title: str = ""
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_drift(rows: list[dict], float_accuracy: float, path: Path, title: str = "") -> None:
+    """Test accuracy vs time after programming (log axis), mean ± std over seeds, with and
+    without drift compensation; the float accuracy as a dashed line."""
+    import numpy as np
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for i, comp in enumerate((False, True)):
+        times = sorted({r["time_s"] for r in rows if r["compensation"] == comp})
+        accs = [[r["test_accuracy"] for r in rows if r["compensation"] == comp and r["time_s"] == t]
+                for t in times]
+        mean, std = np.array([np.mean(a) for a in accs]), np.array([np.std(a) for a in accs])
+        label = "with global drift compensation" if comp else "no compensation"
+        ax.plot(times, mean, "-o", color=f"C{i}", label=label)
+        ax.fill_between(times, mean - std, mean + std, color=f"C{i}", alpha=0.2)
+    ax.axhline(float_accuracy, color="k", ls="--", lw=1, label="float reference")
+    ax.set_xscale("log")
+    ax.set_xlabel("time after programming (s)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -238,6 +238,12 @@ def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
             raw = tomllib.loads(path.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    apply_overrides(raw, overrides)
+    return from_dict(raw, source + (" with --set overrides" if overrides else ""))
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each `section.key=value` of overrides in the nested dict raw (in place; returned)."""
     for text in overrides:
         parts, value = parse_override(text)
         table = raw
@@ -246,7 +252,7 @@ def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
             if not isinstance(table, dict):
                 raise ConfigError(f"--set {text!r}: {part} is not a table")
         table[parts[-1]] = value
-    return from_dict(raw, source + (" with --set overrides" if overrides else ""))
+    return raw
 
 
 def dumps(cfg: Config) -> str:
