@@ -49,6 +49,19 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+class _NoBar:
+    """Stands in for the progress bar when progress is off (tqdm would still create its locks)."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 @torch.no_grad()
 def accuracy(learner, x: np.ndarray, y: np.ndarray, batch_size: int) -> float:
     if len(y) == 0:
@@ -87,8 +100,8 @@ def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: boo
     steps = math.ceil(n / t.batch_size)
     start = time.perf_counter()
     train_s = 0.0
-    bar = tqdm(total=t.epochs * steps, disable=not progress, desc=desc or cfg.objective.method,
-               unit="step", dynamic_ncols=True, leave=True, mininterval=0.5)
+    bar = (tqdm(total=t.epochs * steps, desc=desc or cfg.objective.method, unit="step",
+                dynamic_ncols=True, leave=True, mininterval=0.5) if progress else _NoBar())
     try:
         for epoch in range(1, t.epochs + 1):
             t0 = time.perf_counter()
