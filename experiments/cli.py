@@ -77,13 +77,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from experiments.deploy import load_run, run_deploy
+    from experiments.deploy import deploy_config, load_run, run_deploy
 
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
-    load_run(Path(args.run_dir))  # a missing run is an error before any folder is created
+    overrides = ["hardware.preset=pcm"] + (args.set or [])
+    cfg, _ = load_run(Path(args.run_dir))  # a missing run or a bad override is an error
+    deploy_config(cfg, overrides)  # before any folder is created
     out = prepare_out_dir(args.out or str(Path(args.run_dir) / "deploy"), "deploy", ("deploy.csv", "drift.png"))
-    return run_deploy(Path(args.run_dir), out, ["hardware.preset=pcm"] + (args.set or []), seeds=args.seeds)
+    return run_deploy(Path(args.run_dir), out, overrides, seeds=args.seeds)
 
 
 def cmd_memory(args: argparse.Namespace) -> int:

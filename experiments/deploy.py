@@ -7,7 +7,6 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from onchip_ff import config
@@ -28,20 +27,23 @@ def load_run(run_dir: Path) -> tuple[config.Config, dict]:
     return config.load(cfg_path), torch.load(ckpt_path, weights_only=False)
 
 
-def deployed_learner(cfg: config.Config, state: dict, input_shape, n_classes: int, overrides: list[str],
-                     seed: int):
-    """The run's learner on the sim backend (preset and overrides applied), its trained weights
-    programmed onto the tiles (programming noise drawn now)."""
+def deploy_config(cfg: config.Config, overrides: list[str]) -> config.Config:
+    """The run's config on the sim backend with the hardware overrides (validated)."""
     raw = config.to_dict(cfg)
     raw["hardware"] = {"backend": "sim"}
-    dep = config.from_dict(config.apply_overrides(raw, overrides), "the run's config.toml with --set overrides")
+    return config.from_dict(config.apply_overrides(raw, overrides), "the run's config.toml with --set overrides")
+
+
+def deployed_learner(dep: config.Config, state: dict, input_shape, n_classes: int, seed: int):
+    """The learner of deploy config `dep` with the trained weights programmed onto its tiles
+    (programming noise drawn now)."""
     learner = build_learner(dep, input_shape, n_classes, torch.Generator().manual_seed(seed))
     learner.load_state_dict(state["model"])
     with torch.no_grad():
         for m in learner.analog_modules:
             m.tile.program(m.weight.detach().reshape(m.weight.shape[0], -1).numpy())
             m.sync_from_device()
-    return dep, learner
+    return learner
 
 
 def set_time(learner, t_s: float) -> None:
@@ -52,12 +54,11 @@ def set_time(learner, t_s: float) -> None:
 def run_deploy(run_dir: Path, out: Path, overrides: list[str], seeds: int = 1) -> int:
     cfg, state = load_run(run_dir)
     data = load_dataset(cfg.data)
-    base = config.load(None, ["hardware.backend=sim"] + overrides)  # validates the overrides
     rows = []
     for seed in range(seeds):
         for comp in (False, True):
-            extra = overrides + [f"hardware.drift_compensation={'true' if comp else 'false'}"]
-            _, learner = deployed_learner(cfg, state, data.input_shape, data.n_classes, extra, seed)
+            dep = deploy_config(cfg, overrides + [f"hardware.drift_compensation={'true' if comp else 'false'}"])
+            learner = deployed_learner(dep, state, data.input_shape, data.n_classes, seed)
             learner.eval()
             for label, t in TIMES_S.items():
                 set_time(learner, t)
@@ -73,15 +74,7 @@ def run_deploy(run_dir: Path, out: Path, overrides: list[str], seeds: int = 1) -
         writer.writerows(rows)
     from experiments.plots import plot_drift
     plot_drift(rows, float_acc, out / "drift.png",
-               title=f"{cfg.objective.method} {cfg.model.arch} deployed on {base.hardware.preset}")
+               title=f"{cfg.objective.method} {cfg.model.arch} deployed on {dep.hardware.preset}")
     print(f"float accuracy {float_acc:.4f}; -> {out / 'deploy.csv'}, {out / 'drift.png'}")
     return 0
 
-
-def summary(rows: list[dict]) -> dict[tuple[bool, str], tuple[float, float]]:
-    """(compensation, time label) -> (mean, std) of test accuracy over seeds."""
-    out = {}
-    for key in {(r["compensation"], r["time"]) for r in rows}:
-        accs = [r["test_accuracy"] for r in rows if (r["compensation"], r["time"]) == key]
-        out[key] = (float(np.mean(accs)), float(np.std(accs)))
-    return out

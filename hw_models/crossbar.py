@@ -81,6 +81,7 @@ class AnalogTile:
             self.states.append(state)
         self._refresh()
         self.calibration = self._calibration_read() if d.periphery.drift_compensation else None
+        self._compensation = 1.0  # the reference was just read: outputs need no rescaling
 
     def _write_devices(self, target: np.ndarray, old: dict | None) -> tuple[np.ndarray, dict]:
         """Program stage of every model in the chain, then the hard faults; `old` is the state
@@ -104,6 +105,8 @@ class AnalogTile:
         """Evaluate from now on at t_s seconds after programming (drift, read noise at t)."""
         self.t_s = float(t_s)
         self._refresh()
+        if self.calibration is not None:
+            self._compensation = compensation_factor(self.calibration, self._calibration_read())
 
     def _refresh(self) -> None:
         """Conductances, effective weights and read variances of every device at time t_s."""
@@ -153,7 +156,7 @@ class AnalogTile:
         y = self._mvm(x, self.g_eff, self.read_var, self.device.tile_rows)
         y *= self.w_max.T
         if self.calibration is not None:
-            y *= np.float32(compensation_factor(self.calibration, self._calibration_read_now()))
+            y *= np.float32(self._compensation)
         return y
 
     def backward(self, d: np.ndarray) -> np.ndarray:
@@ -162,11 +165,6 @@ class AnalogTile:
         var_t = None if self.read_var is None else self.read_var.T
         return self._mvm(np.ascontiguousarray(d * self.w_max.T, dtype=np.float32), g_t, var_t,
                          self.device.tile_cols)
-
-    def _calibration_read_now(self) -> np.ndarray:
-        if getattr(self, "_calib_cache_t", None) != self.t_s:
-            self._calib_cache, self._calib_cache_t = self._calibration_read(), self.t_s
-        return self._calib_cache
 
     def _mvm(self, x: np.ndarray, g: np.ndarray, var: np.ndarray | None, tile_rows: int) -> np.ndarray:
         """x (N, K) through g (M, K): y = x g^T, digitized per tile of tile_rows inputs."""
@@ -250,7 +248,7 @@ class AnalogTile:
         """After a write the drift-compensation reference is the new state (written now)."""
         if self.calibration is not None:
             self.calibration = self._calibration_read()
-            self._calib_cache_t = None
+            self._compensation = 1.0
 
     def update(self, delta_w: np.ndarray) -> None:
         """Apply a requested weight change (out, in) through the devices' update model.
