@@ -140,7 +140,7 @@ def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: boo
             bar.set_postfix(epoch=epoch, test_acc=f"{test_acc:.4f}")
             if out_dir is not None:
                 atomic_torch_save(out_dir / "checkpoint.pt", {
-                    "model": learner.state_dict(), "optimizers": learner.optimizer_states(),
+                    "model": learner.state_dict(), "optimizers": [o.state_dict() for o in learner.optimizers],
                     "config": config_mod.to_dict(cfg), "epoch": epoch,
                     "rng": rng.bit_generator.state, "torch_generator": generator.get_state()})
                 atomic_write_json(out_dir / "metrics.json", metrics)

@@ -39,6 +39,3 @@ class Backprop(nn.Module):
     @torch.no_grad()
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         return self(x)
-
-    def optimizer_states(self) -> list[dict]:
-        return [o.state_dict() for o in self.optimizers]

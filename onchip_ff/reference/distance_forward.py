@@ -89,6 +89,3 @@ class DistanceForward(nn.Module):
                 total = total + self.heads[k].goodness(h_hat)
             x = self.to_next_block(k, h_hat)
         return total
-
-    def optimizer_states(self) -> list[dict]:
-        return [o.state_dict() for o in self.optimizers]

@@ -78,6 +78,3 @@ class ForwardForward(nn.Module):
                 h = next_input(normalize(out), self.shapes[i], self.obj.next_input_scale)
             cols.append(total)
         return torch.stack(cols, dim=1)
-
-    def optimizer_states(self) -> list[dict]:
-        return [o.state_dict() for o in self.optimizers]
