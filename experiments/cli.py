@@ -1,4 +1,4 @@
-"""The `onchip-ff` command line: train, demo, bench, deploy, memory, sweep, results.  Errors meant for people become one line and exit 2."""
+"""The `onchip-ff` command line: train, demo, bench, deploy, memory, sweep, results, robustness.  Errors meant for people become one line and exit 2."""
 
 from __future__ import annotations
 
@@ -90,10 +90,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def cmd_memory(args: argparse.Namespace) -> int:
     from experiments.memory_report import load_memory_config, run_memory
+    from experiments.runner.commands import check_executor_args
 
+    check_executor_args(args)
     load_memory_config(args.config)  # config errors before any folder is created
     out = prepare_out_dir(args.out, Path(args.config).stem, ("memory.csv", "memory.png", "ratios.md"))
-    return run_memory(args.config, out, progress=not args.no_progress)
+    return run_memory(args.config, out, args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,13 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("memory", help="training-memory accountant vs measured bytes (DF, FF, BP, "
                        "checkpointed BP): memory.csv, memory.png, ratios.md")
     m.add_argument("config", help="memory TOML, e.g. experiments/configs/memory_fmnist.toml")
-    m.add_argument("--out", help="output folder (default runs/<config>-<time>)")
-    m.add_argument("--no-progress", action="store_true", help="no progress bar")
-    m.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    m.add_argument("--out", help="output folder (default runs/<config>-<time>); after an "
+                   "interruption, the same --out resumes from OUT/memory.sqlite")
+    m.add_argument("--store", help="results store of the points (default OUT/memory.sqlite)")
+    from experiments.runner.commands import add_executor_args
+    add_executor_args(m, overrides=False)
     m.set_defaults(func=cmd_memory)
 
     from experiments.runner.commands import add_parsers as add_runner_parsers
     add_runner_parsers(sub)  # sweep, results (experiments/runner/commands.py)
+    from experiments.robustness import add_parser as add_robustness_parser
+    add_robustness_parser(sub)
     return p
 
 

@@ -1,25 +1,33 @@
 """`onchip-ff memory CONFIG.toml --out DIR`: the memory accountant's predictions next to measured
 bytes for every point of the config's grids -> DIR/memory.csv, DIR/memory.png and DIR/ratios.md
-(DF/BP and DF/checkpointed-BP peak ratios over batch and depth)."""
+(DF/BP and DF/checkpointed-BP peak ratios over batch and depth). Each point is one run of the
+experiment runner (results store DIR/memory.sqlite by default): an interrupted command resumes where
+it stopped, a failing point is stored as failed and the others go on."""
 
 from __future__ import annotations
 
+import argparse
 import csv
+import dataclasses
+import hashlib
 import itertools
+import json
 import math
 import time
 import tomllib
+import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from hw_models.memory import (COMPONENTS, METHODS, OPTIMIZERS, MemorySpec, NumberFormat, cnn_layers,
                               default_ctx, mlp_layers, predict, spec_from_config)
+from hw_models.blas import set_threads
 from hw_models.memory_measure import measure
+import onchip_ff
 from onchip_ff import config
-from onchip_ff.errors import ConfigError
+from onchip_ff.errors import ConfigError, OnchipError
 
 CSV_COLUMNS = ("method", "arch", "batch", "depth", "format", "optimizer", "component", "predicted_bytes",
                "measured_bytes", "rel_error", "grads", "measure", "exact", "note")
@@ -293,17 +301,70 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_memory(config_path: str | Path, out: Path, progress: bool = True) -> int:
-    settings, formats, points = load_memory_config(config_path)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(settings["threads"])
-    t0 = time.perf_counter()
-    rows: list[dict] = []
+MEMORY_TASK = "experiments.memory_report:execute_point"
+POINT_SETTINGS = ("steps", "threads", "seed", "checkpoint_every", "block_size", "cuda")
+
+
+def memory_sweep(path: Path, settings: dict, formats: dict[str, NumberFormat], points: list[Point]):
+    """The points as runs of the experiment runner; each run's config is the JSON of the point, its
+    number format and the settings a measurement depends on (so its key changes when they do)."""
+    from experiments.runner.sweep import Run, Sweep
+    runs = []
+    for p in points:
+        text = json.dumps({"memory_point": dataclasses.asdict(p), "format": dataclasses.asdict(formats[p.format]),
+                           "settings": {k: settings[k] for k in POINT_SETTINGS}},
+                          sort_keys=True, separators=(",", ":"))
+        label = " ".join(f"{k}={v}" for k, v in p.key().items())
+        runs.append(Run(hashlib.sha256(text.encode()).hexdigest(), len(runs), (), text, label))
+    return Sweep(f"memory_{Path(path).stem}", Path(path), Path(path), tuple(runs), 0, MEMORY_TASK)
+
+
+def execute_point(config_json: str, threads: int) -> dict:
+    """Worker side of one memory point: predicted and measured rows; never raises."""
+    from experiments.runner.executors import failed
     try:
-        for p in tqdm(points, disable=not progress, desc="memory", unit="point", dynamic_ncols=True):
-            rows += point_rows(p, settings, formats[p.format])
-    finally:
-        torch.set_num_threads(threads)
+        raw = json.loads(config_json)
+        point = raw["memory_point"]
+        p = Point(**{**point, "channels": tuple(point["channels"])})
+        settings = raw["settings"]
+        set_threads(settings["threads"])
+        rows = point_rows(p, settings, NumberFormat(**raw["format"]))
+        return {"status": "done", "metrics": {"rows": rows}, "version": onchip_ff.__version__}
+    except OnchipError as exc:
+        return failed(str(exc))
+    except Exception as exc:
+        return failed(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+
+
+def stored_rows(sweep, store_path: Path) -> tuple[list[dict], int]:
+    """The rows of the sweep's done points in point order, and how many points are not done."""
+    from experiments.runner.store import Store
+    with Store(store_path, readonly=True) as store:
+        by_key = {r["key"]: r for r in store.rows()}
+    rows, missing = [], 0
+    for run in sweep.runs:
+        r = by_key.get(run.key)
+        if r is None or r["status"] != "done":
+            missing += 1
+            continue
+        rows += json.loads(r["metrics"])["rows"]
+    return rows, missing
+
+
+def run_memory(config_path: str | Path, out: Path, args: argparse.Namespace) -> int:
+    """Measure every point through the runner into the store, then write the outputs from it."""
+    from experiments.runner.commands import execute
+    settings, formats, points = load_memory_config(config_path)
+    sweep = memory_sweep(Path(config_path), settings, formats, points)
+    store_path = Path(args.store) if getattr(args, "store", None) else out / "memory.sqlite"
+    t0 = time.perf_counter()
+    code = execute(sweep, store_path, args)
+    if code == 130:
+        return code
+    rows, missing = stored_rows(sweep, store_path)
+    if not rows:
+        print(f"no point was measured; see `onchip-ff results {store_path}`")
+        return 1
     write_csv(rows, out / "memory.csv")
     from experiments.memory_plots import plot_memory
     plot_memory(rows, out / "memory.png")
@@ -312,6 +373,7 @@ def run_memory(config_path: str | Path, out: Path, progress: bool = True) -> int
     (out / "ratios.md").write_text("# Peak ratios, measured\n" + table + "\n# Peak ratios, analytic map\n"
                                    + amap + "\n# Worst errors\n\n" + worst)
     print(worst + table + "\nanalytic map (predicted only):\n" + amap)
-    print(f"{len(points)} points, {len(rows)} rows in {time.perf_counter() - t0:.1f} s -> "
-          f"{out / 'memory.csv'}, {out / 'memory.png'}, {out / 'ratios.md'}")
-    return 0
+    gap = f" ({missing} points failed: not in the outputs)" if missing else ""
+    print(f"{len(points)} points{gap}, {len(rows)} rows in {time.perf_counter() - t0:.1f} s -> "
+          f"{out / 'memory.csv'}, {out / 'memory.png'}, {out / 'ratios.md'}; store {store_path}")
+    return code

@@ -1,6 +1,6 @@
 """Run configuration: frozen dataclasses per TOML section, loading, `--set` overrides, validation.
 
-A config file has the sections [data], [model], [objective], [train] and [hardware]; every key is a
+A config file has the sections [data], [model], [objective], [train], [hardware] and [deploy]; every key is a
 field below (units and meaning in the field comments). Unknown keys, wrong types and out-of-range
 values raise ConfigError naming `section.key`.
 """
@@ -33,7 +33,7 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 class DataConfig:
     name: str = "fashion_mnist"  # "fashion_mnist" or "synthetic"
     root: str = ""  # folder with the raw IDX files; "" = /usr/share/datasets/fashion-mnist
-    normalize: bool = True  # standardize pixels with the training set's mean and std
+    normalize: bool = True  # standardize pixels with the (clean, uncorrupted) training set's mean and std
     train_limit: int = 0  # use the first N training images; 0 = all
     test_limit: int = 0  # use the first N test images; 0 = all
     synthetic_train: int = 2000  # synthetic: number of training samples
@@ -42,6 +42,14 @@ class DataConfig:
     synthetic_classes: int = 10  # synthetic: number of classes
     synthetic_noise: float = 0.35  # synthetic: std of the Gaussian pixel noise around each prototype
     synthetic_seed: int = 0  # synthetic: seed of the generator (data set identity)
+    # training-set corruption (onchip_ff/corruption.py); the test set is never corrupted
+    corruption: str = "none"  # "none" or "intff_mix" (IntFF noisy-input protocol)
+    corruption_gaussian_fraction: float = 0.25  # intff_mix: share of samples with Gaussian pixel noise
+    corruption_dropout_fraction: float = 0.25  # intff_mix: share of samples with random pixel drop-out
+    corruption_noise_fraction: float = 0.25  # intff_mix: share replaced by pure noise with a random label
+    corruption_gaussian_std: float = 0.3  # intff_mix: std of the added pixel noise, raw pixel scale 0..1
+    corruption_dropout_p: float = 0.3  # intff_mix: probability that a pixel is set to 0 (black)
+    corruption_seed: int = 0  # intff_mix: seed of the partition and the noise (fixed across train.seed)
 
     def __post_init__(self) -> None:
         _choice("data.name", self.name, ("fashion_mnist", "synthetic"))
@@ -52,6 +60,17 @@ class DataConfig:
         _check(4 <= self.synthetic_side_px <= 64, "data.synthetic_side_px", "4..64", self.synthetic_side_px)
         _check(2 <= self.synthetic_classes <= 100, "data.synthetic_classes", "2..100", self.synthetic_classes)
         _check(self.synthetic_noise >= 0, "data.synthetic_noise", ">= 0", self.synthetic_noise)
+        _choice("data.corruption", self.corruption, ("none", "intff_mix"))
+        fractions = {k: getattr(self, f"corruption_{k}_fraction") for k in ("gaussian", "dropout", "noise")}
+        for k, v in fractions.items():
+            _check(0 <= v <= 1, f"data.corruption_{k}_fraction", "in [0, 1]", v)
+        _check(sum(fractions.values()) <= 1 + 1e-9,
+               " + ".join(f"data.corruption_{k}_fraction" for k in fractions),
+               "<= 1 (the rest stays clean)", round(sum(fractions.values()), 12))
+        _check(self.corruption_gaussian_std >= 0, "data.corruption_gaussian_std", ">= 0",
+               self.corruption_gaussian_std)
+        _check(0 <= self.corruption_dropout_p <= 1, "data.corruption_dropout_p", "in [0, 1]",
+               self.corruption_dropout_p)
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,7 @@ class ModelConfig:
     channels: tuple[int, ...] = (32, 64, 128)  # cnn: output channels of each conv layer
     kernel_size: int = 3  # cnn: square kernel, 'same' padding
     pool: int = 2  # cnn: max-pool window and stride after each conv (1 = no pooling)
+    pool_every: int = 1  # cnn: pool only after every k-th conv layer (1 = after each)
 
     def __post_init__(self) -> None:
         _choice("model.arch", self.arch, ("mlp", "cnn"))
@@ -71,6 +91,8 @@ class ModelConfig:
         _check(self.kernel_size >= 1 and self.kernel_size % 2 == 1, "model.kernel_size",
                "an odd integer >= 1", self.kernel_size)
         _check(self.pool >= 1, "model.pool", ">= 1", self.pool)
+        _check(self.pool_every >= 1, "model.pool_every", ">= 1 (1 = pool after every conv layer)",
+               self.pool_every)
 
     @property
     def depth(self) -> int:
@@ -79,7 +101,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
-    method: str = "df"  # "df" (Distance-Forward), "ff" (Hinton Forward-Forward), "bp" (backprop)
+    method: str = "df"  # "df" (Distance-Forward), "ff" (Hinton Forward-Forward), "bp" (backprop),
+    # "deeperforward" (DeeperForward, Sun et al. ICLR 2025)
     # Distance-Forward
     scale: float = 16.0  # s: scale of the N-pair margin loss (typical 10..30)
     margin: float = 0.2  # m: margin of the N-pair margin loss (typical 0.1..0.4)
@@ -94,9 +117,12 @@ class ObjectiveConfig:
     threshold: float = 2.0  # theta: goodness threshold of the softplus loss
     negatives: str = "random"  # wrong label for negatives: "random" or "hard" (highest goodness)
     label_scale: float = 1.0  # value written into the one-hot label pixels
+    # DeeperForward
+    feature_norm: str = "layer"  # input of the next layer normalized per sample: "layer" or "group" (per class)
+    score_scale: float = 1.0  # cross-entropy logits = score_scale * class scores (1 = as published)
 
     def __post_init__(self) -> None:
-        _choice("objective.method", self.method, ("df", "ff", "bp"))
+        _choice("objective.method", self.method, ("df", "ff", "bp", "deeperforward"))
         _check(self.scale > 0, "objective.scale", "> 0 (typical 10..30)", self.scale)
         _check(self.margin >= 0, "objective.margin", ">= 0 (typical 0.1..0.4)", self.margin)
         _choice("objective.centroids", self.centroids, ("learnable", "ema"))
@@ -109,6 +135,8 @@ class ObjectiveConfig:
         _check(self.threshold > 0, "objective.threshold", "> 0", self.threshold)
         _choice("objective.negatives", self.negatives, ("random", "hard"))
         _check(self.label_scale > 0, "objective.label_scale", "> 0", self.label_scale)
+        _choice("objective.feature_norm", self.feature_norm, ("layer", "group"))
+        _check(self.score_scale > 0, "objective.score_scale", "> 0", self.score_scale)
 
 
 @dataclass(frozen=True)
@@ -156,16 +184,40 @@ class HardwareConfig:
 
 
 @dataclass(frozen=True)
+class DeployConfig:
+    """[deploy]: after training, program the trained weights onto the tiles of a hardware preset
+    (sim backend, the preset's default parameters) and measure the test accuracy at each time after
+    programming, with and without global drift compensation; rows go to metrics["deploy"].
+    For other deployment hardware use `onchip-ff deploy RUN_DIR --set hardware...`."""
+
+    preset: str = ""  # "" = no deployment; else a preset name, e.g. "pcm"
+    times_s: tuple[float, ...] = (1.0, 3600.0, 86400.0, 2.592e6, 3.1536e7)  # seconds after programming
+    compensation: tuple[bool, ...] = (False, True)  # evaluate without and/or with drift compensation
+    draws: int = 1  # programming-noise draws; draw d uses seed 1000 * train.seed + d
+
+    def __post_init__(self) -> None:
+        if self.preset:
+            from hw_models.presets import PRESETS
+            _choice("deploy.preset", self.preset, ("",) + tuple(PRESETS))
+        _check(len(self.times_s) > 0 and all(t > 0 for t in self.times_s), "deploy.times_s",
+               "a non-empty list of times > 0 (seconds)", self.times_s)
+        _check(len(self.compensation) > 0 and len(set(self.compensation)) == len(self.compensation),
+               "deploy.compensation", "a non-empty list of distinct booleans", self.compensation)
+        _check(1 <= self.draws <= 1000, "deploy.draws", "1..1000", self.draws)
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "objective": ObjectiveConfig,
-                             "train": TrainConfig, "hardware": HardwareConfig}
+                             "train": TrainConfig, "hardware": HardwareConfig, "deploy": DeployConfig}
 
 
 def from_dict(raw: dict[str, Any], source: str = "config") -> Config:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from onchip_ff.config import DataConfig
+from onchip_ff.corruption import intff_mix
 from onchip_ff.errors import DataError
 
 DEBIAN_ROOT = Path("/usr/share/datasets/fashion-mnist")
@@ -108,7 +109,13 @@ def make_synthetic(n_train: int, n_test: int, side_px: int, n_classes: int, nois
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
-    """Load the configured data set as float32 (N, 1, H, W) images (standardized if asked)."""
+    """Load the configured data set as float32 (N, 1, H, W) images (standardized if asked).
+
+    data.corruption is applied to the training split only, on the raw 0..1 pixel scale (so the
+    noise std is in those units and a dropped pixel is black), after train_limit and before
+    normalization; normalization uses the clean training set's mean and std, so the test set is
+    bit-identical with and without corruption.
+    """
     if cfg.name == "fashion_mnist":
         raw = load_fashion_mnist_raw(cfg.root or None)
         n_classes = 10
@@ -125,8 +132,14 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         xte, yte = xte[: cfg.test_limit], yte[: cfg.test_limit]
     xtr = xtr.astype(np.float32)[:, None] * np.float32(scale)
     xte = xte.astype(np.float32)[:, None] * np.float32(scale)
+    mean, std = float(xtr.mean()), float(xtr.std()) or 1.0
+    if cfg.corruption == "intff_mix":
+        xtr, ytr = intff_mix(xtr, ytr.astype(np.int64), gaussian_fraction=cfg.corruption_gaussian_fraction,
+                             dropout_fraction=cfg.corruption_dropout_fraction,
+                             noise_fraction=cfg.corruption_noise_fraction,
+                             gaussian_std=cfg.corruption_gaussian_std, dropout_p=cfg.corruption_dropout_p,
+                             n_classes=n_classes, rng=np.random.default_rng(cfg.corruption_seed))
     if cfg.normalize:
-        mean, std = float(xtr.mean()), float(xtr.std()) or 1.0
         xtr = (xtr - np.float32(mean)) / np.float32(std)
         xte = (xte - np.float32(mean)) / np.float32(std)
     return Dataset(cfg.name, xtr, ytr.astype(np.int64), xte, yte.astype(np.int64), n_classes)

@@ -48,13 +48,15 @@ def build_layers(cfg: ModelConfig, input_shape: tuple[int, ...]) -> tuple[list[n
             width = out
     else:
         c, h, w = input_shape
-        for out in cfg.channels:
-            layers.append(ConvLayer(c, out, cfg.kernel_size, cfg.pool))
-            c, h, w = out, h // cfg.pool, w // cfg.pool
+        for i, out in enumerate(cfg.channels):
+            pool = cfg.pool if (i + 1) % cfg.pool_every == 0 else 1
+            layers.append(ConvLayer(c, out, cfg.kernel_size, pool))
+            c, h, w = out, h // pool, w // pool
             if h < 1 or w < 1:
                 raise ConfigError(f"model.channels: {len(cfg.channels)} conv layers with pool "
-                                  f"{cfg.pool} shrink a {input_shape[1]}x{input_shape[2]} input to "
-                                  "nothing; use fewer layers or model.pool = 1")
+                                  f"{cfg.pool} every {cfg.pool_every} layer(s) shrink a "
+                                  f"{input_shape[1]}x{input_shape[2]} input to nothing; use fewer "
+                                  "layers, a larger model.pool_every or model.pool = 1")
             shapes.append((c, h, w))
     return layers, shapes
 

@@ -79,7 +79,8 @@ def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: boo
     config.toml there (metrics and checkpoint rewritten atomically after every epoch)."""
     t = cfg.train
     if t.threads:
-        torch.set_num_threads(t.threads)
+        from hw_models.blas import set_threads
+        set_threads(t.threads)
     rng = np.random.default_rng(t.seed)
     generator = torch.Generator().manual_seed(t.seed)
     learner = build_learner(cfg, data.input_shape, data.n_classes, generator)
@@ -146,6 +147,12 @@ def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: boo
                 atomic_write_json(out_dir / "metrics.json", metrics)
     finally:
         bar.close()
+    if cfg.deploy.preset:  # train-then-deploy: accuracy vs time after programming
+        from onchip_ff.deployment import evaluate_drift
+        d = cfg.deploy
+        metrics["deploy"] = evaluate_drift(
+            cfg, learner.state_dict(), data, accuracy, [f"hardware.preset={d.preset}"], d.times_s,
+            d.compensation, [1000 * t.seed + i for i in range(d.draws)])
     metrics["status"] = "done"
     if out_dir is not None:
         atomic_write_json(out_dir / "metrics.json", metrics)

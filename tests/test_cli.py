@@ -1,5 +1,6 @@
 """The CLI contract: outputs of `train`, and one line + exit 2 for every kind of bad input."""
 
+import csv
 import json
 import os
 import subprocess
@@ -39,7 +40,7 @@ def test_train_writes_metrics_checkpoint_and_resolved_config(tmp_path, capsys):
     assert metrics["method"] == "df" and metrics["backend"] == "torch" and metrics["status"] == "done"
     resolved = tomllib.loads((out / "config.toml").read_text())
     assert resolved["model"]["hidden"] == [16, 16] and resolved["objective"]["scale"] == 16.0
-    assert set(resolved) == {"data", "model", "objective", "train", "hardware"}
+    assert set(resolved) == {"data", "model", "objective", "train", "hardware", "deploy"}
     import torch
     ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
     assert ckpt["epoch"] == 2 and "layers.0.linear.weight" in ckpt["model"]
@@ -113,14 +114,20 @@ def test_console_script_exit_code_and_progress_bar(tmp_path):
 def test_demo_writes_plot_summary_and_runs(tmp_path, capsys):
     from experiments.demo import run_demo
     tiny = ["data.name=synthetic", "model.hidden=[16, 16]", "data.synthetic_train=200",
-            "data.synthetic_test=100", "train.threads=1"]
+            "data.synthetic_test=100", "train.threads=1", "data.train_limit=0"]
     assert run_demo(tmp_path, epochs=2, progress=False, overrides=tiny) == 0
     assert (tmp_path / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert set(summary) == {"df", "bp", "df_sim_fixed8"}
+    assert set(summary) == {"df", "bp", "df_sim_fixed8", "df_sim_pcm"}
     assert all(0 <= s["test_accuracy"] <= 1 and s["epochs"] == 2 for s in summary.values())
-    assert json.loads((tmp_path / "df_sim_fixed8" / "metrics.json").read_text())["backend"] == "sim"
-    assert "df_sim_fixed8" in capsys.readouterr().out
+    for run, preset in (("df_sim_fixed8", "fixed8"), ("df_sim_pcm", "pcm")):
+        assert json.loads((tmp_path / run / "metrics.json").read_text())["backend"] == "sim"
+        assert tomllib.loads((tmp_path / run / "config.toml").read_text())["hardware"]["preset"] == preset
+    for name in ("robustness.png", "drift.png"):
+        assert (tmp_path / "robustness" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = list(csv.DictReader(open(tmp_path / "robustness" / "robustness.csv")))
+    assert {r["method"] for r in rows} == {"df", "bp"} and {r["status"] for r in rows} == {"done"}
+    assert "df_sim_pcm" in capsys.readouterr().out
     assert main(["demo", "--epochs", "0", "--out", str(tmp_path / "x")]) == 2
 
 

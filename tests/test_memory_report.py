@@ -150,3 +150,28 @@ def test_train_metrics_on_the_simulator_and_without_a_prediction(tmp_path):
                  "objective.negatives=hard", "--out", str(out)]) == 0
     mem = json.loads((out / "metrics.json").read_text())["memory"]
     assert mem["predicted_peak_bytes"] is None and "negatives" in mem["note"] and mem["measured_peak_bytes"] > 0
+
+
+def test_memory_points_go_through_the_results_store_and_resume(tmp_path, capsys):
+    """Each point is a run of the experiment runner: an interrupted command (outputs not written
+    yet) resumes from OUT/memory.sqlite without measuring finished points again."""
+    import sqlite3
+    cfg = tmp_path / "mem.toml"
+    cfg.write_text(TINY)
+    out = tmp_path / "out"
+    argv = ["memory", str(cfg), "--out", str(out), "--no-progress", "--executor", "inline"]
+    assert main(argv) == 0
+    first = (out / "memory.csv").read_text()
+    db = sqlite3.connect(out / "memory.sqlite")
+    runs = db.execute("SELECT key, status, attempts, started FROM runs ORDER BY key").fetchall()
+    db.close()
+    assert len(runs) == 24 and {(s, a) for _, s, a, _ in runs} == {("done", 1)}
+    for name in ("memory.csv", "memory.png", "ratios.md"):  # as if stopped before the outputs
+        (out / name).unlink()
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "24 done, 0 failed, 0 to run" in capsys.readouterr().err
+    db = sqlite3.connect(out / "memory.sqlite")
+    assert db.execute("SELECT key, status, attempts, started FROM runs ORDER BY key").fetchall() == runs
+    db.close()
+    assert (out / "memory.csv").read_text() == first

@@ -257,3 +257,32 @@ def test_ray_executor_gives_the_same_rows_as_local(local_store, tmp_path):
     assert main(["sweep", str(TINY), "--store", str(store), "--executor", "ray", "--workers", "2",
                  "--no-progress"]) == 0
     assert [comparable(r) for r in rows(store)] == [comparable(r) for r in rows(local_store)]
+
+
+def test_rows_stored_by_older_code_are_rekeyed_not_rerun(tmp_path, capsys):
+    """A row whose stored config lacks a field the current code added (default = old behaviour)
+    is found under the current key: the rerun trains nothing; a field whose stored value differs
+    from the current default keeps its own key (such a run is not reused)."""
+    import hashlib
+    sweep = write_sweep(tmp_path, '[grid]\n"objective.method" = ["df", "bp"]\n')
+    store = tmp_path / "s.sqlite"
+    argv = ["sweep", str(sweep), "--store", str(store), "--executor", "inline", "--no-progress"]
+    assert main(argv) == 0
+    before = {r["key"]: r for r in rows(store)}
+    con = sqlite3.connect(store)
+    for key, row in before.items():  # as written by a version without [deploy] and data.corruption*
+        cfg = json.loads(row["config"])
+        del cfg["deploy"]
+        cfg["data"] = {k: v for k, v in cfg["data"].items() if not k.startswith("corruption")}
+        text = json.dumps(cfg, sort_keys=True, separators=(",", ":"))
+        con.execute("UPDATE runs SET key = ?, config = ? WHERE key = ?",
+                    (hashlib.sha256(text.encode()).hexdigest(), text, key))
+    con.commit()
+    con.close()
+    assert not set(before) & {r["key"] for r in rows(store)}
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "(2 done, 0 failed, 0 to run)" in capsys.readouterr().err
+    after = {r["key"]: r for r in rows(store)}
+    assert set(after) == set(before)
+    assert all(after[k]["config"] == before[k]["config"] and after[k]["attempts"] == 1 for k in after)

@@ -44,11 +44,9 @@ def _dry_run(sweep, store_path: Path) -> int:
     return 0
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from experiments.runner.executors import make_executor, require_ray
-    from experiments.runner.scheduler import Interrupted, run_sweep
-    from experiments.runner.store import Store
-    from experiments.runner.sweep import load_sweep
+def check_executor_args(args: argparse.Namespace) -> None:
+    """Validate --workers, --threads, --executor and --ray-address (before anything is written)."""
+    from experiments.runner.executors import require_ray
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
@@ -58,10 +56,26 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ConfigError("--ray-address needs --executor ray")
     if args.executor == "ray":
         require_ray()
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from experiments.runner.sweep import load_sweep
+
+    check_executor_args(args)
     sweep = load_sweep(args.sweep_file, args.set or [])  # every config validated before any write
     store_path = Path(args.store) if args.store else default_store(sweep.name)
     if args.dry_run:
         return _dry_run(sweep, store_path)
+    return execute(sweep, store_path, args)
+
+
+def execute(sweep, store_path: Path, args: argparse.Namespace) -> int:
+    """Run the sweep's unfinished runs into the store with the executor named by args; prints what
+    it found and did. Returns 0 (all done or running elsewhere), 1 (some failed) or 130 (stopped)."""
+    from experiments.runner.executors import make_executor
+    from experiments.runner.scheduler import Interrupted, run_sweep
+    from experiments.runner.store import Store
+
     workers = 1 if args.executor == "inline" else args.workers
     threads = args.threads or max(1, _cores() // workers)
     store = Store(store_path)  # refuses a foreign or corrupt file before writing anything
@@ -73,7 +87,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                   if o.skipped_failed else "0 failed")
         dup = f"; {sweep.duplicates} duplicate configs dropped" if sweep.duplicates else ""
         print(f"sweep {sweep.name}: {o.total} runs ({o.already_done} done, {failed}, {o.to_run} to run) "
-              f"-> {store_path}; {args.executor} executor, {workers} worker(s), {threads} torch "
+              f"-> {store_path}; {args.executor} executor, {workers} worker(s), {threads} "
               f"thread(s) per run{dup}", file=sys.stderr)
 
     try:
@@ -116,11 +130,9 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Add `sweep` and `results` to the CLI's subcommands."""
-    s = sub.add_parser("sweep", help="run every config of a sweep file; results go to an SQLite store")
-    s.add_argument("sweep_file", help="sweep TOML, e.g. experiments/configs/sweep_example.toml")
-    s.add_argument("--store", help="results store (default runs/<sweep name>.sqlite; created if absent)")
+def add_executor_args(s: argparse.ArgumentParser, overrides: bool = True) -> None:
+    """--workers, --executor, --ray-address, --threads, --set (if overrides), --retry-failed,
+    --no-progress."""
     s.add_argument("--workers", type=int, default=_cores(),
                    help=f"runs at the same time (default: the CPU count, {_cores()} here)")
     s.add_argument("--executor", choices=("local", "ray", "inline"), default="local",
@@ -129,13 +141,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--ray-address", help="address of a running Ray cluster (default: start a local one)")
     s.add_argument("--threads", type=int, help="torch threads per run when train.threads is 0 "
                    "(default: cores // workers)")
-    s.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                   help="override one config value in every run (repeatable), like [fixed]")
+    if overrides:
+        s.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                       help="override one config value in every run (repeatable), like [fixed]")
     s.add_argument("--retry-failed", action="store_true", help="run failed runs again")
-    s.add_argument("--dry-run", action="store_true", help="list the runs and their stored status; "
-                   "run and write nothing")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add `sweep` and `results` to the CLI's subcommands."""
+    s = sub.add_parser("sweep", help="run every config of a sweep file; results go to an SQLite store")
+    s.add_argument("sweep_file", help="sweep TOML, e.g. experiments/configs/sweep_example.toml")
+    s.add_argument("--store", help="results store (default runs/<sweep name>.sqlite; created if absent)")
+    add_executor_args(s)
+    s.add_argument("--dry-run", action="store_true", help="list the runs and their stored status; "
+                   "run and write nothing")
     s.set_defaults(func=cmd_sweep)
 
     r = sub.add_parser("results", help="export a sweep results store as a table or CSV")

@@ -17,10 +17,9 @@ from tqdm import tqdm
 import onchip_ff
 
 from experiments.runner.store import Store, process_identity
-from experiments.runner.sweep import Sweep
+from experiments.runner.sweep import Sweep, current_key
 
 HEARTBEAT_S = 10.0  # how often the sweep process marks its running rows alive
-EXECUTE_RUN = "experiments.runner.worker:execute_run"
 
 
 def git_commit() -> str:
@@ -72,6 +71,7 @@ def run_sweep(store: Store, sweep: Sweep, executor, workers: int, threads: int,
     `announce` sees the Outcome once the store's state is known, before anything runs."""
     owner = owner or process_identity()
     commit = commit or git_commit()
+    store.rekey(current_key)  # rows written by older code under other keys for the same config
     store.add(sweep.name, list(sweep.runs))
     status = store.statuses()
     keys = [r.key for r in sweep.runs]
@@ -103,7 +103,7 @@ def run_sweep(store: Store, sweep: Sweep, executor, workers: int, threads: int,
                     bar.total -= 1
                     show()
                     continue
-                in_flight[executor.submit(EXECUTE_RUN, (config_json, threads), threads)] = key
+                in_flight[executor.submit(sweep.task, (config_json, threads), threads)] = key
             for handle, result in executor.wait(HEARTBEAT_S):
                 key = in_flight.pop(handle)
                 if not store.finish(key, owner, result, commit):

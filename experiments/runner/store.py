@@ -16,7 +16,7 @@ import socket
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from onchip_ff.errors import OnchipError
 
@@ -302,6 +302,33 @@ class Store:
     def heartbeat(self, owner: str) -> None:
         self.conn.execute("UPDATE runs SET heartbeat = ? WHERE owner = ? AND status = 'running'",
                           (time.time(), owner))
+
+    def rekey(self, current: Callable[[str], tuple[str, str] | None]) -> int:
+        """Give rows the key the current code computes for their stored config: current(config)
+        -> (key, config JSON) or None (not a train config, or no longer valid: row left alone).
+        After a new config field with a behaviour-preserving default, stored runs get the keys
+        new runs with the same settings get, so nothing is recomputed; a changed default keeps the
+        old value that is written in the stored config, so the key still differs. Rows running in
+        some process and rows whose new key is already taken are left alone. Returns how many."""
+        keys = {r[0] for r in self.conn.execute("SELECT key FROM runs")}
+        moves = []
+        for key, text in self.conn.execute("SELECT key, config FROM runs WHERE status != 'running'"):
+            new = current(text)
+            if new is not None and new[0] != key and new[0] not in keys:
+                keys.add(new[0])
+                moves.append((new[0], new[1], key))
+        if not moves:
+            return 0
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            changed = sum(c.execute("UPDATE runs SET key = ?, config = ? WHERE key = ? AND status != "
+                                    "'running'", m).rowcount for m in moves)
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        return changed
 
     def rows(self) -> list[dict[str, Any]]:
         """Every run as a dict of its columns, in sweep order."""

@@ -37,6 +37,7 @@ class Sweep:
     base: Path
     runs: tuple[Run, ...]
     duplicates: int  # expanded runs whose resolved config equals an earlier run's (dropped)
+    task: str = "experiments.runner.worker:execute_run"  # "module:function(config_json, threads)"
 
 
 def canonical_json(cfg: Config) -> str:
@@ -52,6 +53,19 @@ def config_key(cfg: Config) -> str:
 
 def config_from_json(text: str) -> Config:
     return config.from_dict(json.loads(text), "stored run config")
+
+
+def current_key(config_json: str) -> tuple[str, str] | None:
+    """(key, canonical JSON) the current code gives a stored run config; None when the text is not
+    a valid train config any more (a removed field) or not one at all (e.g. a memory point)."""
+    try:
+        raw = json.loads(config_json)
+        if not isinstance(raw, dict) or not raw.keys() <= set(config.SECTIONS):
+            return None
+        cfg = config.from_dict(raw, "stored run config")
+    except (ConfigError, ValueError, TypeError):
+        return None
+    return config_key(cfg), canonical_json(cfg)
 
 
 def toml_value(value: Any, name: str) -> str:
@@ -112,21 +126,27 @@ def _variants(raw: dict[str, Any], path: Path) -> list[dict[str, Any]]:
     return [_flatten(v, f"{path} [[variants]] #{i + 1}") for i, v in enumerate(variants)]
 
 
+def read_tables(path: Path, kind: str, tables: tuple[str, ...], example: str) -> dict[str, Any]:
+    """The TOML file of a `kind` file (sweep, robustness) with only the known top-level tables."""
+    if not path.is_file():
+        raise ConfigError(f"{kind} file {path} not found; pass a .toml {kind} file (example: {example})")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(raw) - set(tables))
+    if unknown:
+        raise ConfigError(f"{path}: unknown table(s) {', '.join(unknown)}; a {kind} file has "
+                          + ", ".join(f"[{t}]" for t in tables) + f" (see {example})")
+    return raw
+
+
 def load_sweep(path: str | Path, extra_overrides: list[str] = ()) -> Sweep:
     """Parse and fully expand a sweep file; every run's config is validated here, before anything
     is written. extra_overrides (`section.key=value`, from `--set`) apply to every run like [fixed]
     entries and replace them. Precedence: base < [fixed] < --set < variant < grid point < seed."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file {path} not found; pass a .toml sweep file (example: {EXAMPLE})")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    unknown = sorted(set(raw) - set(TABLES))
-    if unknown:
-        raise ConfigError(f"{path}: unknown table(s) {', '.join(unknown)}; a sweep file has "
-                          + ", ".join(f"[{t}]" for t in TABLES) + f" (see {EXAMPLE})")
+    raw = read_tables(path, "sweep", TABLES, EXAMPLE)
     head = _table(raw, "sweep", path)
     bad = sorted(set(head) - set(SWEEP_KEYS))
     if bad:

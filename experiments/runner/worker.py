@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 import torch._dynamo  # noqa: F401  torch.optim imports it lazily (~2 s)
 
+from hw_models.blas import set_threads
 import hw_models.presets  # noqa: F401  imported lazily by config (numba, scipy: ~0.7 s)
 import hw_models.torch_layers  # noqa: F401  imported lazily by the sim backend
 import onchip_ff
@@ -29,11 +30,11 @@ tqdm.set_lock(threading.RLock())
 
 
 def execute_run(config_json: str, threads: int) -> dict[str, Any]:
-    """Train the stored config; torch uses train.threads threads, or `threads` when that is 0.
+    """Train the stored config; torch and numba use train.threads threads, or `threads` when 0.
     Returns {"status": "done", "metrics": ...} or a failed() dict; never raises an Exception."""
     try:
         cfg = config_from_json(config_json)
-        torch.set_num_threads(cfg.train.threads or threads)
+        set_threads(cfg.train.threads or threads)
         data = load_dataset(cfg.data)
         metrics = train(cfg, data, progress=False)
         metrics.pop("_learner", None)

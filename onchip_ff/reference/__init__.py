@@ -6,10 +6,11 @@ import torch
 
 from onchip_ff.config import Config
 from onchip_ff.reference.backprop import Backprop
+from onchip_ff.reference.deeperforward import DeeperForward
 from onchip_ff.reference.distance_forward import DistanceForward
 from onchip_ff.reference.forward_forward import ForwardForward
 
-LEARNERS = {"df": DistanceForward, "ff": ForwardForward, "bp": Backprop}
+LEARNERS = {"df": DistanceForward, "ff": ForwardForward, "bp": Backprop, "deeperforward": DeeperForward}
 
 
 def build_learner(cfg: Config, input_shape: tuple[int, ...], n_classes: int,

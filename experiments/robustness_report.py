@@ -1,0 +1,166 @@
+"""Robustness results read from the results store: robustness.csv (one row per method, noise model,
+parameter, level and seed), robustness.png (accuracy vs level, one panel per parameter) and
+drift.png (accuracy vs time after programming of the float-trained models)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from experiments.robustness_spec import FLOAT, Spec
+from experiments.runner.store import Store
+from experiments.runner.sweep import current_key
+
+CSV_COLUMNS = ("method", "noise_model", "parameter", "level", "seed", "status", "test_accuracy",
+               "train_accuracy", "train_time_s", "wall_s", "epochs", "key", "error")
+DRIFT = "time_after_programming_s"
+DRIFT_COMPENSATED = "time_after_programming_s_compensated"
+
+
+def csv_rows(spec: Spec, store_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per point of the spec (runs not in the store yet are `missing`), then one per
+    (method, time, compensation, seed) of the drift evaluation of the float references (the mean
+    over programming draws when [reference] draws > 1)."""
+    by_key = {r["key"]: r for r in store_rows}
+    for r in store_rows:  # rows stored by older code under another key for the same config
+        current = current_key(r["config"])
+        if current is not None:
+            by_key.setdefault(current[0], r)
+    rows, drift = [], []
+    for p in spec.points:
+        run = by_key.get(p.key)
+        metrics = json.loads(run["metrics"]) if run and run["metrics"] else {}
+        done = run is not None and run["status"] == "done"
+        row = {"method": p.method, "noise_model": p.parameter.noise_model if p.parameter else "none",
+               "parameter": p.parameter.name if p.parameter else FLOAT,
+               "level": "" if p.parameter is None else p.level, "seed": p.seed,
+               "status": run["status"] if run else "missing",
+               "test_accuracy": run["test_accuracy"] if done else None,
+               "train_accuracy": run["train_accuracy"] if done else None,
+               "train_time_s": metrics.get("train_s") if done else None,
+               "wall_s": run["wall_s"] if done else None, "epochs": run["epochs"] if done else None,
+               "key": p.key, "error": (run["error"] or "") if run else ""}
+        rows.append(row)
+        if p.parameter is None and done and metrics.get("deploy"):
+            groups = defaultdict(list)
+            for d in metrics["deploy"]:
+                groups[(d["compensation"], d["time_s"])].append(d["test_accuracy"])
+            for (comp, t), accs in sorted(groups.items()):
+                drift.append({**row, "noise_model": spec.deploy_preset,
+                              "parameter": DRIFT_COMPENSATED if comp else DRIFT, "level": t,
+                              "test_accuracy": float(np.mean(accs)), "train_accuracy": None})
+    return rows + drift
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    """Atomically (temporary file, then rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
+    os.replace(tmp, path)
+
+
+def curve(rows: list[dict[str, Any]], method: str, parameter: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(levels, mean, std over seeds, number of seeds missing or failed) of one method's curve."""
+    acc = defaultdict(list)
+    bad = 0
+    for r in rows:
+        if r["method"] == method and r["parameter"] == parameter:
+            if r["test_accuracy"] is None:
+                bad += 1
+            else:
+                acc[float(r["level"])].append(r["test_accuracy"])
+    levels = np.array(sorted(acc))
+    mean = np.array([np.mean(acc[v]) for v in levels])
+    std = np.array([np.std(acc[v]) for v in levels])
+    return levels, mean, std, bad
+
+
+def _float_line(rows, method: str) -> float | None:
+    accs = [r["test_accuracy"] for r in rows if r["method"] == method and r["parameter"] == FLOAT
+            and r["test_accuracy"] is not None]
+    return float(np.mean(accs)) if accs else None
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def plot_robustness(spec: Spec, rows: list[dict[str, Any]], path: Path) -> None:
+    """One panel per parameter: test accuracy vs level, mean ± std over seeds per method, the
+    method's float-reference accuracy dashed; failed or missing runs are counted in the legend."""
+    from experiments.plots import plt
+    n = max(1, len(spec.parameters))
+    ncols = min(3, n)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), dpi=110, squeeze=False)
+    for ax, p in zip(axes.flat, spec.parameters):
+        for i, method in enumerate(spec.methods):
+            levels, mean, std, bad = curve(rows, method, p.name)
+            label = method + (f" ({bad} runs failed/missing)" if bad else "")
+            if len(levels):
+                ax.plot(levels, mean, "-o", ms=3, color=f"C{i}", label=label)
+                ax.fill_between(levels, mean - std, mean + std, color=f"C{i}", alpha=0.2)
+            ref = _float_line(rows, method)
+            if ref is not None:
+                ax.axhline(ref, color=f"C{i}", ls="--", lw=1, label=f"{method} float reference")
+        ax.set_xlabel(p.xlabel, fontsize=8)
+        ax.set_ylabel("test accuracy")
+        ax.set_title(p.title, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(spec.parameters):]:
+        ax.axis("off")
+    fig.suptitle(f"{spec.name}: trained on the simulated hardware, mean ± std over "
+                 f"{len(spec.seeds)} seeds", fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_drift(spec: Spec, rows: list[dict[str, Any]], path: Path) -> None:
+    """Accuracy vs time after programming (log axis) of each method's float-trained model deployed
+    on spec.deploy_preset, with (solid) and without (dotted) global drift compensation."""
+    from experiments.plots import plt
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for i, method in enumerate(spec.methods):
+        for parameter, style, what in ((DRIFT, ":s", "no compensation"),
+                                       (DRIFT_COMPENSATED, "-o", "drift compensation")):
+            t, mean, std, _ = curve(rows, method, parameter)
+            if len(t):
+                ax.plot(t, mean, style, ms=3, color=f"C{i}", label=f"{method}, {what}")
+                ax.fill_between(t, mean - std, mean + std, color=f"C{i}", alpha=0.15)
+        ref = _float_line(rows, method)
+        if ref is not None:
+            ax.axhline(ref, color=f"C{i}", ls="--", lw=1, label=f"{method} float reference")
+    ax.set_xscale("log")
+    ax.set_xlabel("time after programming (s)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"{spec.name}: float-trained models deployed on {spec.deploy_preset}, mean ± std "
+                 f"over {len(spec.seeds)} seeds", fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def report(spec: Spec, store_path: Path, out: Path) -> list[dict[str, Any]]:
+    """Read the store, write out/robustness.csv, robustness.png and (when the spec deploys) drift.png."""
+    with Store(store_path, readonly=True) as store:
+        rows = csv_rows(spec, store.rows())
+    write_csv(rows, out / "robustness.csv")
+    plot_robustness(spec, rows, out / "robustness.png")
+    if spec.deploy_preset:
+        plot_drift(spec, rows, out / "drift.png")
+    return rows

@@ -1,0 +1,86 @@
+"""DeeperForward learner (float reference): per-class channel groups, mean-activation scores,
+layer-local cross-entropy (Sun et al., ICLR 2025; see onchip_ff/objectives/deeperforward.py).
+
+Schedule per batch: the input is layer-normalized per sample; then for each layer, forward on the
+detached input -> class scores -> cross-entropy -> backward -> the layer's own optimizer step, and
+the detached, normalized output feeds the next layer.  Only one layer's autograd graph is alive at
+any time.  Inference: argmax over classes of the scores summed over `objective.eval_layers`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from onchip_ff.config import Config
+from onchip_ff.errors import ConfigError
+from onchip_ff.network import build_layers, init_parameters, make_optimizer
+from onchip_ff.objectives.deeperforward import class_cross_entropy, class_scores, feature_norm
+
+
+def check_group_widths(cfg: Config, n_classes: int) -> None:
+    """Every layer width must split into n_classes equal groups."""
+    m = cfg.model
+    name, widths = ("model.hidden", m.hidden) if m.arch == "mlp" else ("model.channels", m.channels)
+    if any(w % n_classes for w in widths):
+        fixed = [max(1, round(w / n_classes)) * n_classes for w in widths]
+        raise ConfigError(f"{name} = {list(widths)}: objective.method = 'deeperforward' splits every "
+                          f"layer into one group per class, so each entry must be a multiple of "
+                          f"{n_classes} (the number of classes), e.g. {fixed}")
+
+
+class DeeperForward(nn.Module):
+    def __init__(self, cfg: Config, input_shape: tuple[int, ...], n_classes: int,
+                 generator: torch.Generator) -> None:
+        super().__init__()
+        check_group_widths(cfg, n_classes)
+        layers, self.shapes = build_layers(cfg.model, input_shape)
+        self.layers = nn.ModuleList(layers)
+        init_parameters(self.layers, generator)
+        self.obj = cfg.objective
+        self.n_classes = n_classes
+        self.groups = n_classes if self.obj.feature_norm == "group" else 1
+        bad = [i for i in self.obj.eval_layers if i >= len(layers)]
+        if bad:
+            raise ConfigError(f"objective.eval_layers {list(self.obj.eval_layers)}: there are only "
+                              f"{len(layers)} layers (indices 0..{len(layers) - 1})")
+        self.eval_layers = list(self.obj.eval_layers) or list(range(len(layers)))
+        self.optimizers = [make_optimizer(layer.parameters(), cfg.train) for layer in self.layers]
+
+    def layer_forward(self, k: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(activations h, class scores (N, n_classes)) of layer k; gradients flow into layer k."""
+        h = self.layers[k](x)
+        return h, class_scores(h, self.n_classes)
+
+    def to_next_layer(self, h: torch.Tensor) -> torch.Tensor:
+        return feature_norm(h.detach(), self.groups)
+
+    def train_layer(self, k: int, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """One local update of layer k; returns (next layer's input, loss)."""
+        h, scores = self.layer_forward(k, x.detach())
+        loss = class_cross_entropy(scores, y, self.obj.score_scale)
+        opt = self.optimizers[k]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return self.to_next_layer(h), loss.item()
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        x = feature_norm(x)
+        losses = []
+        for k in range(len(self.layers)):
+            x, loss = self.train_layer(k, x, y)
+            losses.append(loss)
+        return {"loss": sum(losses) / len(losses), **{f"loss_{k}": v for k, v in enumerate(losses)}}
+
+    @torch.no_grad()
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Sum of the class scores of the layers in eval_layers: one forward pass."""
+        x = feature_norm(x)
+        total = 0.0
+        for k in range(len(self.layers)):
+            h, s = self.layer_forward(k, x)
+            if k in self.eval_layers:
+                total = total + s
+            x = self.to_next_layer(h)
+        return total
