@@ -1,6 +1,6 @@
 """`onchip-ff robustness CONFIG.toml --out DIR`: train every method at every level of every noise
 parameter on the simulated hardware (>= 3 seeds) through the results store, then write
-DIR/robustness.csv, DIR/robustness.png and DIR/drift.png from the store. Running it again skips
+DIR/robustness.csv, DIR/robustness.md, DIR/robustness.png and DIR/drift.png from the store. Running it again skips
 finished points; --plot-only redraws from the store without running anything."""
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         Store(store_path, readonly=True).close()  # a foreign or corrupt file: one-line error
     rows = report(spec, store_path, out)
     print(summary(spec, rows))
-    files = ", ".join(str(out / f) for f in ("robustness.csv", "robustness.png")
+    files = ", ".join(str(out / f) for f in ("robustness.csv", "robustness.md", "robustness.png")
                       + (("drift.png",) if spec.deploy_preset else ()))
     print(f"-> {files}; store {store_path}")
     return code

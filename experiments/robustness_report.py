@@ -1,6 +1,7 @@
 """Robustness results read from the results store: robustness.csv (one row per method, noise model,
-parameter, level and seed), robustness.png (accuracy vs level, one panel per parameter) and
-drift.png (accuracy vs time after programming of the float-trained models)."""
+parameter, level and seed), robustness.md (mean ± std tables), robustness.png (accuracy vs level,
+one panel per parameter) and drift.png (accuracy vs time after programming of the float-trained
+models)."""
 
 from __future__ import annotations
 
@@ -155,11 +156,47 @@ def plot_drift(spec: Spec, rows: list[dict[str, Any]], path: Path) -> None:
     _save(fig, path)
 
 
+def _cell(rows, method: str, parameter: str, level: float) -> str:
+    accs = [r["test_accuracy"] for r in rows if r["method"] == method and r["parameter"] == parameter
+            and r["level"] != "" and float(r["level"]) == level and r["test_accuracy"] is not None]
+    missing = sum(1 for r in rows if r["method"] == method and r["parameter"] == parameter
+                  and r["level"] != "" and float(r["level"]) == level and r["test_accuracy"] is None)
+    text = f"{np.mean(accs):.4f} ± {np.std(accs):.4f}" if accs else "–"
+    return text + (f" ({missing} missing)" if missing else "")
+
+
+def markdown(spec: Spec, rows: list[dict[str, Any]]) -> str:
+    """Tables of mean ± std test accuracy over seeds: one per parameter (methods x levels, the
+    float reference and the change from the lowest to the highest level), and the drift table."""
+    out = [f"# {spec.name}: test accuracy, mean ± std over seeds {list(spec.seeds)}\n"]
+    for p in spec.parameters:
+        out += [f"\n**{p.title}** (`{p.name}`; {p.xlabel})\n",
+                "| method | float reference | " + " | ".join(f"{v:g}" for v in p.levels)
+                + " | highest − lowest level |", "|---|---|" + "---|" * len(p.levels) + "---|"]
+        for m in spec.methods:
+            ref = _float_line(rows, m)
+            levels, mean, _, _ = curve(rows, m, p.name)
+            delta = f"{mean[-1] - mean[0]:+.4f}" if len(levels) > 1 else "–"
+            out.append(f"| {m} | {'–' if ref is None else f'{ref:.4f}'} | "
+                       + " | ".join(_cell(rows, m, p.name, float(v)) for v in p.levels) + f" | {delta} |")
+    if spec.deploy_preset:
+        times = sorted({float(r["level"]) for r in rows if r["parameter"] in (DRIFT, DRIFT_COMPENSATED)})
+        out += [f"\n**float-trained models deployed on {spec.deploy_preset}** (time after programming, s)\n",
+                "| method | compensation | " + " | ".join(f"{t:g}" for t in times) + " |",
+                "|---|---|" + "---|" * len(times)]
+        for m in spec.methods:
+            for parameter, comp in ((DRIFT, "off"), (DRIFT_COMPENSATED, "on")):
+                out.append(f"| {m} | {comp} | " + " | ".join(_cell(rows, m, parameter, t) for t in times) + " |")
+    return "\n".join(out) + "\n"
+
+
 def report(spec: Spec, store_path: Path, out: Path) -> list[dict[str, Any]]:
-    """Read the store, write out/robustness.csv, robustness.png and (when the spec deploys) drift.png."""
+    """Read the store, write out/robustness.csv, robustness.md, robustness.png and (when the spec
+    deploys) drift.png."""
     with Store(store_path, readonly=True) as store:
         rows = csv_rows(spec, store.rows())
     write_csv(rows, out / "robustness.csv")
+    (out / "robustness.md").write_text(markdown(spec, rows))
     plot_robustness(spec, rows, out / "robustness.png")
     if spec.deploy_preset:
         plot_drift(spec, rows, out / "drift.png")

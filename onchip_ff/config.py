@@ -102,7 +102,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class ObjectiveConfig:
     method: str = "df"  # "df" (Distance-Forward), "ff" (Hinton Forward-Forward), "bp" (backprop),
-    # "deeperforward" (DeeperForward, Sun et al. ICLR 2025)
+    # "deeperforward" (DeeperForward, Sun et al. ICLR 2025), "intff" (Integrated Forward-Forward, Tang 2023)
     # Distance-Forward
     scale: float = 16.0  # s: scale of the N-pair margin loss (typical 10..30)
     margin: float = 0.2  # m: margin of the N-pair margin loss (typical 0.1..0.4)
@@ -120,9 +120,11 @@ class ObjectiveConfig:
     # DeeperForward
     feature_norm: str = "layer"  # input of the next layer normalized per sample: "layer" or "group" (per class)
     score_scale: float = 1.0  # cross-entropy logits = score_scale * class scores (1 = as published)
+    # Integrated Forward-Forward (also uses threshold, negatives, label_scale, next_input_scale, eval_layers)
+    intff_blocks: tuple[int, ...] = ()  # layers per block, summing to the number of model.hidden layers; () = 1 each
 
     def __post_init__(self) -> None:
-        _choice("objective.method", self.method, ("df", "ff", "bp", "deeperforward"))
+        _choice("objective.method", self.method, ("df", "ff", "bp", "deeperforward", "intff"))
         _check(self.scale > 0, "objective.scale", "> 0 (typical 10..30)", self.scale)
         _check(self.margin >= 0, "objective.margin", ">= 0 (typical 0.1..0.4)", self.margin)
         _choice("objective.centroids", self.centroids, ("learnable", "ema"))
@@ -137,6 +139,9 @@ class ObjectiveConfig:
         _check(self.label_scale > 0, "objective.label_scale", "> 0", self.label_scale)
         _choice("objective.feature_norm", self.feature_norm, ("layer", "group"))
         _check(self.score_scale > 0, "objective.score_scale", "> 0", self.score_scale)
+        _check(all(b >= 1 for b in self.intff_blocks), "objective.intff_blocks",
+               "a list of layer counts >= 1 per block (e.g. [3, 2]; [] = one layer per block)",
+               list(self.intff_blocks))
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,8 @@ def test_robustness_writes_csv_plots_and_rerun_skips_finished_points(tmp_path, c
     assert stuck == {"0.0", "0.1"}
     for name in ("robustness.png", "drift.png"):
         assert (out / name).read_bytes()[:8] == PNG
+    md = (out / "robustness.md").read_text()
+    assert md.count("| df |") == 2 + 2 and md.count("| df | off |") == 1 and "highest − lowest" in md
     before = (out / "robustness.csv").read_text()
     db = sqlite3.connect(out / "robustness.sqlite")
     started = db.execute("SELECT key, attempts, started FROM runs ORDER BY key").fetchall()

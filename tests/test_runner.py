@@ -207,6 +207,20 @@ def test_a_dead_worker_process_is_a_failed_result():
     assert f"killed by signal {int(signal.SIGABRT)}" in results["abort"]["error"]
 
 
+def test_run_processes_get_passive_openmp_waiting():
+    """Idle OpenMP threads must not spin in run processes (they would steal the other runs'
+    cores); a value the user exported is kept."""
+    executor = LocalExecutor()
+    try:
+        handle = executor.submit("os:getenv", ("OMP_WAIT_POLICY",))
+        results = []
+        while not results:
+            results = executor.wait(30)
+    finally:
+        executor.close()
+    assert results == [(handle, os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))]
+
+
 def test_ctrl_c_then_sigkill_then_resume_loses_nothing_and_duplicates_nothing(tmp_path):
     sweep = write_sweep(tmp_path, '[grid]\n"objective.method" = ["df", "bp"]\n', seeds="[0, 1, 2, 3]",
                         samples=400, epochs=2)
