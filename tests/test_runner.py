@@ -222,8 +222,9 @@ def test_run_processes_get_passive_openmp_waiting():
 
 
 def test_ctrl_c_then_sigkill_then_resume_loses_nothing_and_duplicates_nothing(tmp_path):
+    # runs long enough (~1 s each) that the sweep cannot finish between the look and the signal
     sweep = write_sweep(tmp_path, '[grid]\n"objective.method" = ["df", "bp"]\n', seeds="[0, 1, 2, 3]",
-                        samples=400, epochs=2)
+                        samples=3000, epochs=3)
     store = tmp_path / "s.sqlite"
     first = sweep_process(sweep, store)
     wait_for(lambda: (c := counts(store))["done"] >= 1 and c["running"] == 1, "a run in progress", first)
