@@ -1,5 +1,5 @@
 """Plot of the memory report: stacked component bars per method, and peak bytes against batch
-size for DF, FF, BP and checkpointed BP (measured solid, predicted dashed)."""
+size for DF, FF, DeeperForward, IntFF, BP and checkpointed BP (measured solid, predicted dashed)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from hw_models.memory import METHODS  # noqa: E402
+
 STACK = (("weights", ("weights", "master_copy")), ("optimizer", ("optimizer",)),
          ("activations", ("activations",)), ("gradients", ("gradients",)),
          ("inputs + workspace", ("inputs", "workspace")))
-LINES = ("df", "ff", "bp", "bp_ckpt")
+LINES = ("df", "ff", "deeperforward", "intff", "bp", "bp_ckpt")
 MB = 2.0 ** 20
 
 
@@ -39,8 +41,7 @@ def plot_memory(rows: list[dict], path: Path) -> None:
         sel = [r for r in sel if r["optimizer"] == opt]
         depth = min(r["depth"] for r in sel)
         batch = max(r["batch"] for r in sel if r["depth"] == depth)
-        methods = [m for m in ("df", "dfo", "ff", "bp", "bp_ckpt")
-                   if any(r["method"] == m for r in sel)]
+        methods = [m for m in METHODS if any(r["method"] == m for r in sel)]
         ax = axes[0][col]
         bottom = [0.0] * len(methods)
         for i, (label, comps) in enumerate(STACK):

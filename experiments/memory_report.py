@@ -31,10 +31,11 @@ from onchip_ff.errors import ConfigError, OnchipError
 
 CSV_COLUMNS = ("method", "arch", "batch", "depth", "format", "optimizer", "component", "predicted_bytes",
                "measured_bytes", "rel_error", "grads", "measure", "exact", "note")
-SETTINGS = {"steps": 2, "threads": 1, "seed": 0, "checkpoint_every": 0, "block_size": 2, "cuda": True,
-            "map_batch": [32, 128, 1024, 8192], "map_depth": [3, 12, 48]}
+SETTINGS = {"steps": 2, "threads": 1, "seed": 0, "checkpoint_every": 0, "block_size": 2,
+            "intff_block_size": 2, "cuda": True, "map_batch": [32, 128, 1024, 8192], "map_depth": [3, 12, 48]}
 GRID_LISTS = ("method", "arch", "batch", "depth", "format", "optimizer")
 ARCH_KEYS = {"mlp_width": 1000, "cnn_channels": [32, 64, 128], "cnn_pool": 2, "grads": ["kept"]}  # optional
+N_CLASSES = 10  # Fashion-MNIST, as measured
 HOW = {"weights": "nbytes", "master_copy": "nbytes", "optimizer": "nbytes", "inputs": "nbytes",
        "gradients": "nbytes", "activations": "saved_tensors_hooks", "peak": "torch.profiler"}
 
@@ -91,7 +92,7 @@ def load_memory_config(path: str | Path) -> tuple[dict, dict[str, NumberFormat],
         if type(value) is not type(SETTINGS[key]):
             _fail(f"memory.{key} must be {type(SETTINGS[key]).__name__}, got {value!r}")
         settings[key] = value
-    for key in ("steps", "threads", "block_size", "checkpoint_every"):
+    for key in ("steps", "threads", "block_size", "intff_block_size", "checkpoint_every"):
         if settings[key] < (0 if key == "checkpoint_every" else 1):
             _fail(f"memory.{key} must be >= {0 if key == 'checkpoint_every' else 1}, got {settings[key]}")
     for key in ("map_batch", "map_depth"):
@@ -137,6 +138,7 @@ def load_memory_config(path: str | Path) -> tuple[dict, dict[str, NumberFormat],
             if kind == "cnn" and 28 // pool ** depth < 1:
                 _fail(f"memory.grid[{g}]: a depth-{depth} CNN with pool {pool} shrinks 28x28 inputs "
                       "to nothing; lower the depth or set cnn_pool = 1")
+            _check_method(g, method, kind, arch)
             chans = tuple(chans)
             label = (f"mlp-{arch['mlp_width']}" if kind == "mlp"
                      else f"cnn-{'.'.join(map(str, chans))}-p{pool}")
@@ -145,15 +147,32 @@ def load_memory_config(path: str | Path) -> tuple[dict, dict[str, NumberFormat],
     return settings, formats, list(points)
 
 
+def _check_method(g: int, method: str, kind: str, arch: dict) -> None:
+    """IntFF is an MLP learner; DeeperForward splits every layer into one group per class."""
+    if method == "intff" and kind != "mlp":
+        _fail(f"memory.grid[{g}]: method 'intff' runs on arch 'mlp' only; put it in a grid with "
+              'arch = ["mlp"]')
+    widths = [arch["mlp_width"]] if kind == "mlp" else arch["cnn_channels"]
+    if method == "deeperforward" and any(w % N_CLASSES for w in widths):
+        key = "mlp_width" if kind == "mlp" else "cnn_channels"
+        _fail(f"memory.grid[{g}]: method 'deeperforward' needs {key} = {widths} in multiples of the "
+              f"{N_CLASSES} classes (one channel group per class)")
+
+
 def point_config(p: Point, settings: dict, fmt: NumberFormat) -> config.Config:
     """The onchip_ff Config of a grid point.  Fixed-point formats run on the simulator's digital
     array with 32-bit accumulators (16 bits can overflow on 784 inputs; no buffer the simulator
     keeps depends on the accumulator width: acc_bits enters the hardware-view workspace only)."""
     chans = [p.channels[min(i, len(p.channels) - 1)] for i in range(p.depth)]
+    blocks = []
+    if p.method == "intff":  # blocks of intff_block_size layers, the last shorter
+        k = settings["intff_block_size"]
+        blocks = [min(k, p.depth - i) for i in range(0, p.depth, k)]
     ov = [f"model.arch={p.kind}", f"model.hidden={[p.width] * p.depth}",
           f"model.channels={chans}", f"model.pool={p.pool}",
           f"objective.method={ {'dfo': 'df', 'bp_ckpt': 'bp'}.get(p.method, p.method) }",
           f"objective.block_size={settings['block_size'] if p.method == 'dfo' else 1}",
+          f"objective.intff_blocks={blocks}",
           f"train.optimizer={p.optimizer}", f"train.batch_size={p.batch}", f"train.seed={settings['seed']}"]
     if fmt.weight_bits:
         ov += ["hardware.backend=sim", "hardware.preset=fixed8", f"hardware.weight_bits={fmt.weight_bits}",
@@ -311,8 +330,9 @@ def memory_sweep(path: Path, settings: dict, formats: dict[str, NumberFormat], p
     from experiments.runner.sweep import Run, Sweep
     runs = []
     for p in points:
+        keys = POINT_SETTINGS + (("intff_block_size",) if p.method == "intff" else ())
         text = json.dumps({"memory_point": dataclasses.asdict(p), "format": dataclasses.asdict(formats[p.format]),
-                           "settings": {k: settings[k] for k in POINT_SETTINGS}},
+                           "settings": {k: settings[k] for k in keys}},
                           sort_keys=True, separators=(",", ":"))
         label = " ".join(f"{k}={v}" for k, v in p.key().items())
         runs.append(Run(hashlib.sha256(text.encode()).hexdigest(), len(runs), (), text, label))

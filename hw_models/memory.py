@@ -1,10 +1,12 @@
-"""Memory accountant: analytic training-memory model of DF (local and DF-O), FF, BP and BP with
-activation checkpointing, per architecture, number format, optimizer and batch size.
+"""Memory accountant: analytic training-memory model of DF (local and DF-O), FF, DeeperForward,
+IntFF, BP and BP with activation checkpointing, per architecture, number format, optimizer and
+batch size.
 
 `predict(spec)` replays one steady-state training step (grads and optimizer state from the
 previous step alive) on the symbolic tape with the layer tables of hw_models/memory_layers.py,
-following the learners' real update schedules (onchip_ff/reference/*.py; BP with checkpointing
-as hw_models/memory_measure.CheckpointedBackprop), and returns the components and the peak.
+following the learners' real update schedules (hw_models/memory_schedules.py after
+onchip_ff/reference/*.py; BP with checkpointing as hw_models/memory_measure.CheckpointedBackprop),
+and returns the components and the peak.
 
 Components (bytes): weights (float32 parameters and buffers; with hardware.weight_bits the layer
 matrices as integer codes of FixedPointFormat(weight_bits).dtype plus one float32 scale per
@@ -23,12 +25,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from hw_models import memory_layers as ml
 from hw_models.memory_layers import Ctx, LayerSpec, cnn_layers, mlp_layers  # noqa: F401 (re-export)
-from hw_models.memory_tape import PASS, Node, Tape
+from hw_models.memory_schedules import SCHEDULES
+from hw_models.memory_tape import Tape
 from onchip_ff.errors import ConfigError
 
-METHODS = ("df", "dfo", "ff", "bp", "bp_ckpt")
+METHODS = ("df", "dfo", "ff", "deeperforward", "intff", "bp", "bp_ckpt")
 OPTIMIZERS = ("sgd", "momentum", "adam")
 COMPONENTS = ("weights", "master_copy", "optimizer", "inputs", "activations", "gradients", "workspace")
 
@@ -78,6 +80,8 @@ class MemorySpec:
     checkpoint_every: int = 0  # bp_ckpt: layers per checkpointed segment; 0 = round(sqrt(depth))
     centroids: str = "learnable"  # DF: "learnable" (parameters) or "ema" (buffers)
     accumulate_goodness: bool = False  # DF-R
+    feature_groups: int = 1  # DeeperForward: feature_norm groups (objective.feature_norm "group" = n_classes)
+    intff_blocks: tuple[int, ...] = ()  # IntFF: layers per block, summing to the depth; () = 1 each
     # False: the learners' zero_grad(set_to_none) before backward, so every .grad survives to the
     # next step; True: .grad freed right after each optimizer step (one block's gradients at a time)
     free_grads: bool = False
@@ -94,10 +98,25 @@ class MemorySpec:
             raise ConfigError("memory: batch must be >= 1 and the network needs at least one layer")
         if self.block_size < 1 or self.checkpoint_every < 0:
             raise ConfigError("memory: block_size must be >= 1 and checkpoint_every >= 0 (0 = sqrt(depth))")
+        if self.method == "intff" and (any(layer.kind != "dense" for layer in self.layers)
+                                       or sum(self.blocks) != self.depth or min(self.blocks) < 1):
+            raise ConfigError(f"memory: intff needs an MLP and intff_blocks (layers per block, each "
+                              f">= 1) summing to its {self.depth} layers, got {list(self.intff_blocks)}")
+        if self.method == "deeperforward" and any(
+                (layer.out_shape[0] % self.n_classes or layer.out_shape[0] % self.feature_groups)
+                for layer in self.layers):
+            raise ConfigError(f"memory: deeperforward splits every layer into {self.n_classes} class "
+                              "groups; each layer width (channels) must be a multiple of n_classes "
+                              "and of feature_groups")
 
     @property
     def depth(self) -> int:
         return len(self.layers)
+
+    @property
+    def blocks(self) -> tuple[int, ...]:
+        """IntFF layers per block."""
+        return tuple(self.intff_blocks) or (1,) * self.depth
 
     @property
     def segment(self) -> int:
@@ -131,11 +150,11 @@ def spec_from_config(cfg, batch: int | None = None, method: str | None = None,
     """The MemorySpec of a resolved onchip_ff Config (method "dfo" when objective.block_size > 1;
     the fixed-point format when hardware.backend = "sim" on a digital array)."""
     obj, m = cfg.objective, cfg.model
-    if obj.method == "ff" and obj.negatives != "random":
+    if obj.method in ("ff", "intff") and obj.negatives != "random":
         raise ConfigError("the memory accountant models objective.negatives = 'random' only "
                           f"(got {obj.negatives!r}: hard negatives add an inference pass per class)")
     layers = (mlp_layers(input_shape, m.hidden) if m.arch == "mlp"
-              else cnn_layers(input_shape, m.channels, m.kernel_size, m.pool))
+              else cnn_layers(input_shape, m.channels, m.kernel_size, m.pool, pool_every=m.pool_every))
     dev = cfg.hardware.device
     fmt = NumberFormat()
     if cfg.hardware.backend == "sim" and dev.digital:
@@ -146,7 +165,9 @@ def spec_from_config(cfg, batch: int | None = None, method: str | None = None,
     return MemorySpec(layers, tuple(input_shape), n_classes, method, batch or cfg.train.batch_size,
                       cfg.train.optimizer, cfg.train.weight_decay, block_size=obj.block_size,
                       checkpoint_every=checkpoint_every, centroids=obj.centroids,
-                      accumulate_goodness=obj.accumulate_goodness, fmt=fmt, ctx=default_ctx(device))
+                      accumulate_goodness=obj.accumulate_goodness,
+                      feature_groups=n_classes if obj.feature_norm == "group" else 1,
+                      intff_blocks=tuple(obj.intff_blocks), fmt=fmt, ctx=default_ctx(device))
 
 
 # -- persistent state ---------------------------------------------------------------------------
@@ -208,163 +229,6 @@ def _setup(tape: Tape, spec: MemorySpec) -> _Net:
     y = tape.new(n, 8, rows=n, kind="input")
     static["inputs"] = tape.nbytes(x) + tape.nbytes(y)
     return _Net(layer_params, running, heads, x, y, static)
-
-
-def _optimizer_step(tape: Tape, spec: MemorySpec, groups: list[list[int]]) -> None:
-    """CPU single-tensor optimizers, one parameter group after the other: Adam holds the
-    previous parameter's denominator while it computes sqrt and the division for the next;
-    weight decay adds one parameter-sized copy.  CUDA (foreach): one temporary per parameter of
-    the group at once."""
-    wd = 1 if spec.weight_decay else 0
-    adam = spec.optimizer == "adam"
-    extra = 0
-    for params in groups:
-        sizes = [tape.nbytes(p) for p in params]
-        if spec.ctx.device == "cpu":
-            extra = max([extra] + [s * wd + (2 * s + prev if adam else 0)
-                                   for prev, s in zip([0] + sizes, sizes)])
-        else:
-            extra = max(extra, sum(sizes) * (wd + (1 if adam else 0)))
-    tape.spike(extra)
-
-
-def _train(tape: Tape, spec: MemorySpec, groups: list[list[int]], loss: int, phase: str) -> None:
-    """zero_grad(set_to_none) -> backward -> optimizer step, as every learner does."""
-    tape.zero_grad([p for g in groups for p in g])
-    tape.phase = f"{phase} backward"
-    tape.backward(loss)
-    tape.drop(loss)
-    tape.phase = f"{phase} optimizer step"
-    _optimizer_step(tape, spec, groups)
-    if spec.free_grads:
-        tape.zero_grad([p for g in groups for p in g])
-
-
-# -- schedules ----------------------------------------------------------------------------------
-def _df(tape: Tape, spec: MemorySpec, net: _Net) -> None:
-    """DistanceForward.train_step: block by block, the detached normalized output feeds the next."""
-    bsize = 1 if spec.method == "df" else spec.block_size
-    blocks = [list(range(i, min(i + bsize, spec.depth))) for i in range(0, spec.depth, bsize)]
-    x, prev_good = net.x, None
-    for k, block in enumerate(blocks):
-        tape.phase = f"block {k} forward"
-        cur, h_hat = x, None
-        for pos, i in enumerate(block):
-            out = ml.layer_forward(tape, spec.ctx, spec.layers[i], cur, net.layer_params[i], net.running[i])
-            new_hat = ml.normalize(tape, out)
-            tape.drop(out)
-            tape.drop(h_hat)
-            h_hat = new_hat
-            if pos + 1 < len(block):
-                nxt = ml.scale(tape, h_hat)
-                if cur is not x:
-                    tape.drop(cur)
-                cur = nxt
-        if cur is not x:
-            tape.drop(cur)
-        good = ml.df_goodness(tape, h_hat, net.head_params[k][0], spec.n_classes)
-        if spec.accumulate_goodness and prev_good is not None:
-            summed = tape.op((good, prev_good), tape.tensors[good].numel, grads=(PASS, 0))
-            tape.drop(good)
-            good = summed
-        loss = ml.npair_loss(tape, good, net.y, spec.n_classes)
-        groups = [[p for i in block for p in net.layer_params[i]]]
-        if spec.centroids == "learnable":  # centroids: a parameter group of their own
-            groups.append(net.head_params[k])
-        _train(tape, spec, groups, loss, f"block {k}")
-        if spec.centroids == "ema":  # index_add sums, normalized means, mixed centroids
-            tape.spike(3 * tape.nbytes(net.head_params[k][0]))
-        nxt = tape.like(h_hat)  # next_input(h_hat.detach()): a new tensor outside the graph
-        tape.drop(h_hat)
-        tape.drop(prev_good)
-        prev_good = good
-        if x is not net.x:
-            tape.drop(x)
-        x = nxt
-    tape.drop(x)
-    tape.drop(prev_good)
-
-
-def _ff(tape: Tape, spec: MemorySpec, net: _Net) -> None:
-    """ForwardForward.train_step: 2N rows (label-embedded positives and negatives), layer by layer."""
-    n = spec.batch
-    tape.phase = "embedding"
-    pos = tape.like(net.x)
-    neg_labels = tape.new(n, 8, rows=n)
-    neg = tape.like(net.x)
-    h = tape.new(2 * tape.tensors[net.x].numel, rows=2 * n)
-    for t in (pos, neg, neg_labels):
-        tape.drop(t)
-    out = None
-    for i, layer in enumerate(spec.layers):
-        tape.phase = f"layer {i} forward"
-        new_out = ml.layer_forward(tape, spec.ctx, layer, h, net.layer_params[i], net.running[i])
-        tape.drop(out)
-        out = new_out
-        g = ml.ff_goodness(tape, out)
-        loss = ml.ff_loss(tape, g)
-        tape.drop(g)
-        _train(tape, spec, [net.layer_params[i]], loss, f"layer {i}")
-        tape.phase = f"layer {i} next input"
-        norm, denom = tape.new(2 * n, rows=2 * n), tape.new(2 * n, rows=2 * n)
-        tape.drop(norm)
-        unit = tape.like(out)
-        tape.drop(denom)
-        nxt = tape.like(out)
-        tape.drop(unit)
-        tape.drop(h)
-        h = nxt
-    tape.drop(h)
-    tape.drop(out)
-
-
-def _segment(tape: Tape, spec: MemorySpec, net: _Net, layers: list[int], x: int) -> int:
-    h = x
-    for i in layers:
-        out = ml.layer_forward(tape, spec.ctx, spec.layers[i], h, net.layer_params[i], net.running[i])
-        if h is not x:
-            tape.drop(h)
-        h = out
-    return h
-
-
-def _bp(tape: Tape, spec: MemorySpec, net: _Net) -> None:
-    """Backprop.train_step, optionally with reentrant checkpointing of every segment of
-    checkpoint_every layers but the last (torch.utils.checkpoint.checkpoint_sequential)."""
-    k = spec.segment if spec.method == "bp_ckpt" else spec.depth
-    segments = [list(range(i, min(i + k, spec.depth))) for i in range(0, spec.depth, k)]
-    h = net.x
-    tape.phase = "forward"
-    for j, seg in enumerate(segments):
-        if j + 1 == len(segments):
-            out = _segment(tape, spec, net, seg, h)
-        else:
-            tape.no_grad = True
-            out = _segment(tape, spec, net, seg, h)
-            tape.no_grad = False
-            tape.tensors[out].requires_grad = True
-
-            def recompute(gout: int, seg=seg, inp=h) -> None:
-                outer = tape.graph()  # CheckpointFunction.backward: re-run with grad, then backward
-                rec = _segment(tape, spec, net, seg, tape.hold(inp))
-                nested, tape.nodes = tape.nodes, outer
-                tape.backward(rec, nodes=nested, grad_out=gout)
-                tape.drop(rec)
-                tape.drop(inp)
-            tape.save(h)  # ctx.save_for_backward(segment input)
-            tape.nodes.append(Node(out, (h,), (0,), (h,), 0, recompute))
-        if h is not net.x:
-            tape.drop(h)
-        h = out
-    w, b = net.head_params[0]
-    logits = tape.op((h, w, b), (spec.batch * spec.n_classes, 4, spec.batch), saves=(h,),
-                     grads=(tape.nbytes(h), tape.nbytes(w), tape.nbytes(b)))
-    tape.drop(h)
-    loss = ml.cross_entropy(tape, logits, net.y)
-    _train(tape, spec, [[p for ps in net.layer_params for p in ps] + net.head_params[0]], loss, "network")
-
-
-SCHEDULES = {"df": _df, "dfo": _df, "ff": _ff, "bp": _bp, "bp_ckpt": _bp}
 
 
 def predict(spec: MemorySpec) -> Prediction:

@@ -71,14 +71,16 @@ def mlp_layers(input_shape: tuple[int, ...], hidden: tuple[int, ...], batchnorm:
 
 
 def cnn_layers(input_shape: tuple[int, ...], channels: tuple[int, ...], kernel: int = 3, pool: int = 2,
-               batchnorm: bool = False, dropout: float = 0.0) -> tuple[LayerSpec, ...]:
+               batchnorm: bool = False, dropout: float = 0.0, pool_every: int = 1) -> tuple[LayerSpec, ...]:
+    """Conv layers; max-pool after every pool_every-th layer only (model.pool_every)."""
     shape, out = tuple(input_shape), []
-    for c in channels:
-        out.append(LayerSpec("conv", shape, int(c), kernel, pool, batchnorm, dropout))
+    for i, c in enumerate(channels):
+        p = pool if (i + 1) % pool_every == 0 else 1
+        out.append(LayerSpec("conv", shape, int(c), kernel, p, batchnorm, dropout))
         shape = out[-1].out_shape
         if min(shape[1:]) < 1:
-            raise ConfigError(f"memory: {len(channels)} conv layers with pool {pool} shrink the "
-                              "input to nothing")
+            raise ConfigError(f"memory: {len(channels)} conv layers with pool {pool} every "
+                              f"{pool_every} layer(s) shrink the input to nothing")
     return tuple(out)
 
 
@@ -271,3 +273,24 @@ def cross_entropy(tape: Tape, logits: int, labels: int) -> int:
                    grads=(tape.nbytes(lsm), 0))
     tape.drop(lsm)
     return loss
+
+
+def feature_norm(tape: Tape, x: int, groups: int) -> int:
+    """DeeperForward's feature_norm outside any graph: mean and var (N, groups), x - mean,
+    sqrt(var + eps) (var + eps freed after sqrt), then the quotient; returns it, x stays held."""
+    n = _rows(tape, x)
+    stats = [tape.new(n * groups, rows=n) for _ in range(2)]
+    diff = tape.like(x)
+    ve = tape.new(n * groups, rows=n)
+    root = tape.new(n * groups, rows=n)
+    tape.drop(ve)
+    out = tape.like(x)
+    for t in (diff, root, *stats):
+        tape.drop(t)
+    return out
+
+
+def class_scores(tape: Tape, h: int, n_classes: int) -> int:
+    """h.reshape(N, C, -1).mean(2): mean saves no tensor; its backward allocates the input size."""
+    n = _rows(tape, h)
+    return tape.op((h,), (n * n_classes, 4, n), grads=(tape.nbytes(h),))

@@ -9,6 +9,7 @@ import pytest
 
 from experiments.cli import main
 from experiments.memory_report import CSV_COLUMNS, load_memory_config
+from hw_models.memory import METHODS
 from onchip_ff.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +57,8 @@ def test_shipped_config_covers_batch_and_depth():
     assert {p.batch for p in points} >= {32, 1024} and min(p.batch for p in points) == 32
     assert max(p.batch for p in points) == 1024
     assert {p.depth for p in points} >= {3, 6, 12} and max(p.depth for p in points) == 12
-    assert {p.method for p in points} == {"df", "dfo", "ff", "bp", "bp_ckpt"}
+    assert {p.method for p in points} == set(METHODS)
+    assert {p.kind for p in points if p.method == "deeperforward"} == {"mlp", "cnn"}
     assert {p.optimizer for p in points} == {"sgd", "momentum", "adam"}
     assert {p.kind for p in points} == {"mlp", "cnn"}
     assert {formats[p.format].acc_bits for p in points if p.format != "float32"} == {16, 32}
@@ -103,6 +105,11 @@ def test_memory_command_writes_csv_png_and_ratios(tmp_path, capsys):
     ('[memory]\n[[memory.grid]]\nmethod = ["df"]\narch = ["mlp"]\nbatch = [0]\ndepth = [2]\n'
      'format = ["float32"]\noptimizer = ["sgd"]\n', "batch"),
     ('[memory]\n[memory.formats.x]\nweight_bits = 40\n[[memory.grid]]\n', "weight_bits"),
+    ('[memory]\n[[memory.grid]]\nmethod = ["intff"]\narch = ["cnn"]\nbatch = [8]\ndepth = [2]\n'
+     'format = ["float32"]\noptimizer = ["sgd"]\n', "arch 'mlp' only"),
+    ('[memory]\n[[memory.grid]]\nmethod = ["deeperforward"]\narch = ["mlp"]\nbatch = [8]\ndepth = [2]\n'
+     'format = ["float32"]\noptimizer = ["sgd"]\nmlp_width = 24\n', "multiples of the 10 classes"),
+    ("[memory]\nintff_block_size = 0\n[[memory.grid]]\n", "intff_block_size"),
     ("[memory]\n", "no [[memory.grid]]"),
     ("[train]\nepochs = 1\n", "one [memory] table"),
 ])

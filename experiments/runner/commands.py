@@ -130,14 +130,14 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_executor_args(s: argparse.ArgumentParser, overrides: bool = True) -> None:
+def add_executor_args(s: argparse.ArgumentParser, overrides: bool = True, executor: str = "local") -> None:
     """--workers, --executor, --ray-address, --threads, --set (if overrides), --retry-failed,
     --no-progress."""
     s.add_argument("--workers", type=int, default=_cores(),
                    help=f"runs at the same time (default: the CPU count, {_cores()} here)")
-    s.add_argument("--executor", choices=("local", "ray", "inline"), default="local",
-                   help="local: a fresh process per run (default); ray: Ray tasks; inline: in this "
-                        "process, one at a time (for --debug)")
+    s.add_argument("--executor", choices=("local", "ray", "inline"), default=executor,
+                   help="local: a fresh process per run; ray: Ray tasks; inline: in this process, "
+                        f"one at a time (default: {executor})")
     s.add_argument("--ray-address", help="address of a running Ray cluster (default: start a local one)")
     s.add_argument("--threads", type=int, help="torch threads per run when train.threads is 0 "
                    "(default: cores // workers)")
