@@ -1,4 +1,4 @@
-"""The `onchip-ff` command line: train, demo, bench, deploy, memory, sweep, results, robustness.  Errors meant for people become one line and exit 2."""
+"""The `onchip-ff` command line: train, demo, bench, deploy, memory, sweep, results, robustness, pipeline.  Errors meant for people become one line and exit 2."""
 
 from __future__ import annotations
 
@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_runner_parsers(sub)  # sweep, results (experiments/runner/commands.py)
     from experiments.robustness import add_parser as add_robustness_parser
     add_robustness_parser(sub)
+    from experiments.pipeline import add_parser as add_pipeline_parser
+    add_pipeline_parser(sub)
     return p
 
 

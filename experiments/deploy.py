@@ -26,7 +26,7 @@ def load_run(run_dir: Path) -> tuple[config.Config, dict]:
     if not cfg_path.is_file() or not ckpt_path.is_file():
         raise ConfigError(f"{run_dir} holds no config.toml and checkpoint.pt; pass the --out folder of "
                           "an `onchip-ff train` run")
-    return config.load(cfg_path), torch.load(ckpt_path, weights_only=False)
+    return config.load(cfg_path), torch.load(ckpt_path, weights_only=False, map_location="cpu")
 
 
 def _print(row: dict) -> None:

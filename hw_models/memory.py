@@ -150,6 +150,12 @@ def spec_from_config(cfg, batch: int | None = None, method: str | None = None,
     """The MemorySpec of a resolved onchip_ff Config (method "dfo" when objective.block_size > 1;
     the fixed-point format when hardware.backend = "sim" on a digital array)."""
     obj, m = cfg.objective, cfg.model
+    if (method or obj.method) == "sff":
+        raise ConfigError("the memory accountant does not model objective.method = 'sff' yet "
+                          "(per-block auxiliary heads)")
+    if m.arch == "resnet":
+        raise ConfigError("the memory accountant does not model model.arch = 'resnet' yet "
+                          "(residual blocks)")
     if obj.method in ("ff", "intff") and obj.negatives != "random":
         raise ConfigError("the memory accountant models objective.negatives = 'random' only "
                           f"(got {obj.negatives!r}: hard negatives add an inference pass per class)")

@@ -75,15 +75,15 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = "mlp"  # "mlp" or "cnn"
+    arch: str = "mlp"  # "mlp", "cnn" or "resnet" (residual blocks, network.ResidualBlock)
     hidden: tuple[int, ...] = (1000, 1000, 1000)  # mlp: width of each hidden layer
-    channels: tuple[int, ...] = (32, 64, 128)  # cnn: output channels of each conv layer
-    kernel_size: int = 3  # cnn: square kernel, 'same' padding
-    pool: int = 2  # cnn: max-pool window and stride after each conv (1 = no pooling)
-    pool_every: int = 1  # cnn: pool only after every k-th conv layer (1 = after each)
+    channels: tuple[int, ...] = (32, 64, 128)  # cnn, resnet: output channels of each conv layer / block
+    kernel_size: int = 3  # cnn, resnet: square kernel, 'same' padding
+    pool: int = 2  # cnn, resnet: max-pool window and stride after each conv layer / block (1 = no pooling)
+    pool_every: int = 1  # cnn, resnet: pool only after every k-th conv layer / block (1 = after each)
 
     def __post_init__(self) -> None:
-        _choice("model.arch", self.arch, ("mlp", "cnn"))
+        _choice("model.arch", self.arch, ("mlp", "cnn", "resnet"))
         _check(len(self.hidden) >= 1 and all(w >= 1 for w in self.hidden), "model.hidden",
                "a non-empty list of widths >= 1", list(self.hidden))
         _check(len(self.channels) >= 1 and all(c >= 1 for c in self.channels), "model.channels",
@@ -102,10 +102,11 @@ class ModelConfig:
 @dataclass(frozen=True)
 class ObjectiveConfig:
     method: str = "df"  # "df" (Distance-Forward), "ff" (Hinton Forward-Forward), "bp" (backprop),
-    # "deeperforward" (DeeperForward, Sun et al. ICLR 2025), "intff" (Integrated Forward-Forward, Tang 2023)
+    # "deeperforward" (DeeperForward, Sun et al. ICLR 2025), "intff" (Integrated Forward-Forward, Tang 2023),
+    # "sff" (Scalable Forward-Forward, Krutsylo 2025)
     # Distance-Forward
     scale: float = 16.0  # s: scale of the N-pair margin loss (typical 10..30)
-    margin: float = 0.2  # m: margin of the N-pair margin loss (typical 0.1..0.4)
+    margin: float = 0.2  # m: margin of the N-pair margin loss and of SFF's log-sum-exp loss (typical 0.1..0.4)
     centroids: str = "learnable"  # "learnable" (trained by the loss) or "ema" (class means)
     ema_momentum: float = 0.9  # centroids = "ema": c <- mom*c + (1-mom)*batch class mean
     centroid_lr_scale: float = 1.0  # centroids = "learnable": their learning rate is train.lr times this
@@ -124,7 +125,7 @@ class ObjectiveConfig:
     intff_blocks: tuple[int, ...] = ()  # layers per block, summing to the number of model.hidden layers; () = 1 each
 
     def __post_init__(self) -> None:
-        _choice("objective.method", self.method, ("df", "ff", "bp", "deeperforward", "intff"))
+        _choice("objective.method", self.method, ("df", "ff", "bp", "deeperforward", "intff", "sff"))
         _check(self.scale > 0, "objective.scale", "> 0 (typical 10..30)", self.scale)
         _check(self.margin >= 0, "objective.margin", ">= 0 (typical 0.1..0.4)", self.margin)
         _choice("objective.centroids", self.centroids, ("learnable", "ema"))
@@ -155,6 +156,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0  # initialization, shuffling and negative sampling
     threads: int = 0  # torch intra-op threads; 0 = all cores
+    device: str = "cpu"  # torch device of the float reference: "cpu" or "cuda" (hardware.backend = "torch" only)
     eval_batch_size: int = 1000
     train_eval_samples: int = 10000  # train_accuracy is measured on the first N training samples; 0 = all
 
@@ -167,6 +169,7 @@ class TrainConfig:
         _check(0 <= self.momentum < 1, "train.momentum", "in [0, 1)", self.momentum)
         _check(self.weight_decay >= 0, "train.weight_decay", ">= 0", self.weight_decay)
         _check(self.threads >= 0, "train.threads", ">= 0 (0 = all cores)", self.threads)
+        _choice("train.device", self.device, ("cpu", "cuda"))
         _check(self.eval_batch_size >= 1, "train.eval_batch_size", ">= 1", self.eval_batch_size)
         _check(self.train_eval_samples >= 0, "train.train_eval_samples", ">= 0 (0 = all)",
                self.train_eval_samples)

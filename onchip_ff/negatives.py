@@ -7,7 +7,7 @@ import torch
 
 def random_wrong_labels(labels: torch.Tensor, n_classes: int, generator: torch.Generator) -> torch.Tensor:
     """Uniform over the n_classes - 1 wrong labels."""
-    shift = torch.randint(1, n_classes, labels.shape, generator=generator)
+    shift = torch.randint(1, n_classes, labels.shape, generator=generator).to(labels.device)  # drawn on the CPU generator
     return (labels + shift) % n_classes
 
 

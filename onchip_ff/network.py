@@ -1,4 +1,5 @@
-"""Layer stacks (MLP, CNN) shared by every learning rule, seeded initialization, DF-O blocks."""
+"""Layer stacks (MLP, CNN, small ResNet) shared by every learning rule, seeded initialization,
+DF-O blocks."""
 
 from __future__ import annotations
 
@@ -36,8 +37,29 @@ class ConvLayer(nn.Module):
         return F.max_pool2d(h, self.pool) if self.pool > 1 else h
 
 
+class ResidualBlock(nn.Module):
+    """h = maxpool(relu(conv2(relu(conv1(x))) + shortcut(x))): two k x k 'same' convolutions with
+    bias; shortcut = identity when in_channels == out_channels, else a bias-free 1x1 convolution
+    (conv2's bias already adds a per-channel constant); 2x2 max-pool (window `pool`) when pool > 1.
+    No batch normalization: every operation is a matrix product the simulator maps onto tiles
+    (convolutions, shortcut) or elementwise/pooling periphery, with no batch statistics."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, pool: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        self.shortcut = (nn.Identity() if in_channels == out_channels
+                         else nn.Conv2d(in_channels, out_channels, 1, bias=False))
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.conv2(F.relu(self.conv1(x))) + self.shortcut(x))
+        return F.max_pool2d(h, self.pool) if self.pool > 1 else h
+
+
 def build_layers(cfg: ModelConfig, input_shape: tuple[int, ...]) -> tuple[list[nn.Module], list[tuple[int, ...]]]:
-    """Layers of the configured architecture and the output shape (without batch) of each."""
+    """Layers of the configured architecture and the output shape (without batch) of each; for
+    arch "resnet" each entry is a ResidualBlock (the unit every layer-local rule trains)."""
     layers: list[nn.Module] = []
     shapes: list[tuple[int, ...]] = []
     if cfg.arch == "mlp":
@@ -48,12 +70,13 @@ def build_layers(cfg: ModelConfig, input_shape: tuple[int, ...]) -> tuple[list[n
             width = out
     else:
         c, h, w = input_shape
+        unit, what = (ResidualBlock, "residual blocks") if cfg.arch == "resnet" else (ConvLayer, "conv layers")
         for i, out in enumerate(cfg.channels):
             pool = cfg.pool if (i + 1) % cfg.pool_every == 0 else 1
-            layers.append(ConvLayer(c, out, cfg.kernel_size, pool))
+            layers.append(unit(c, out, cfg.kernel_size, pool))
             c, h, w = out, h // pool, w // pool
             if h < 1 or w < 1:
-                raise ConfigError(f"model.channels: {len(cfg.channels)} conv layers with pool "
+                raise ConfigError(f"model.channels: {len(cfg.channels)} {what} with pool "
                                   f"{cfg.pool} every {cfg.pool_every} layer(s) shrink a "
                                   f"{input_shape[1]}x{input_shape[2]} input to nothing; use fewer "
                                   "layers, a larger model.pool_every or model.pool = 1")

@@ -63,14 +63,38 @@ class _NoBar:
 
 
 @torch.no_grad()
-def accuracy(learner, x: np.ndarray, y: np.ndarray, batch_size: int) -> float:
+def accuracy(learner, x: np.ndarray, y: np.ndarray, batch_size: int, device: str = "cpu") -> float:
     if len(y) == 0:
         return float("nan")
     correct = 0
     for i in range(0, len(y), batch_size):
-        scores = learner.scores(torch.from_numpy(x[i:i + batch_size]))
-        correct += int((scores.argmax(1).numpy() == y[i:i + batch_size]).sum())
+        scores = learner.scores(torch.from_numpy(x[i:i + batch_size]).to(device))
+        correct += int((scores.argmax(1).cpu().numpy() == y[i:i + batch_size]).sum())
     return correct / len(y)
+
+
+def set_learning_rates(optimizers, t, step: int, total_steps: int) -> None:
+    """train.lr_schedule = "cosine": every group's lr = its initial lr * (1 + cos(pi * step / total)) / 2."""
+    if t.lr_schedule != "cosine":
+        return
+    for opt in optimizers:
+        for group in opt.param_groups:
+            base = group.setdefault("initial_lr", group["lr"])
+            group["lr"] = base * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+
+
+def check_device(cfg: Config) -> str:
+    """The torch device of the run (train.device), or ConfigError when it cannot be used."""
+    from onchip_ff.errors import ConfigError
+    device = cfg.train.device
+    if device == "cuda":
+        if cfg.hardware.backend != "torch":
+            raise ConfigError("train.device = 'cuda' needs hardware.backend = 'torch' (the simulator "
+                              "runs its tiles in numpy/numba on the CPU); use train.device = 'cpu'")
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device = 'cuda', but PyTorch sees no CUDA GPU here; use "
+                              "train.device = 'cpu'")
+    return device
 
 
 def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: bool = True,
@@ -81,11 +105,16 @@ def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: boo
     if t.threads:
         from hw_models.blas import set_threads
         set_threads(t.threads)
+    device = check_device(cfg)
     rng = np.random.default_rng(t.seed)
-    generator = torch.Generator().manual_seed(t.seed)
-    learner = build_learner(cfg, data.input_shape, data.n_classes, generator)
+    generator = torch.Generator().manual_seed(t.seed)  # CPU generator on every device: same draws
+    learner = build_learner(cfg, data.input_shape, data.n_classes, generator).to(device)
     n_eval = t.train_eval_samples or len(data.y_train)
-    memory = RunProbe(cfg, learner, data.input_shape, data.n_classes, min(t.batch_size, len(data.y_train)))
+    memory = RunProbe(cfg, learner, data.input_shape, data.n_classes, min(t.batch_size, len(data.y_train)),
+                      steps=2 if device == "cpu" else 0)
+    if device != "cpu":
+        memory.result["note"] = "not measured: the probe measures the CPU allocator (train.device = 'cpu')"
+        x_all, y_all = torch.from_numpy(data.x_train).to(device), torch.from_numpy(data.y_train).to(device)
     metrics: dict[str, Any] = {
         "status": "running", "method": cfg.objective.method, "backend": cfg.hardware.backend,
         "arch": cfg.model.arch, "dataset": data.name, "seed": t.seed, "epochs": 0,
@@ -93,7 +122,7 @@ def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: boo
         "train_accuracy_samples": int(min(n_eval, len(data.y_train))),
         "test_accuracy": None, "train_accuracy": None, "wall_s": 0.0, "train_s": 0.0,
         "history": [], "version": onchip_ff.__version__, "torch_version": torch.__version__,
-        "threads": torch.get_num_threads(), "python": platform.python_version(),
+        "threads": torch.get_num_threads(), "python": platform.python_version(), "device": device,
     }
     if out_dir is not None:
         (out_dir / "config.toml").write_text(config_mod.dumps(cfg))
@@ -110,14 +139,13 @@ def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: boo
             perm = rng.permutation(n)
             loss_sum = 0.0
             for s in range(steps):
-                if t.lr_schedule == "cosine":
-                    progress_frac = ((epoch - 1) * steps + s) / (t.epochs * steps)
-                    for opt in learner.optimizers:
-                        for group in opt.param_groups:
-                            base = group.setdefault("initial_lr", group["lr"])
-                            group["lr"] = base * 0.5 * (1.0 + math.cos(math.pi * progress_frac))
+                set_learning_rates(learner.optimizers, t, (epoch - 1) * steps + s, t.epochs * steps)
                 idx = perm[s * t.batch_size:(s + 1) * t.batch_size]
-                xb, yb = torch.from_numpy(data.x_train[idx]), torch.from_numpy(data.y_train[idx])
+                if device == "cpu":
+                    xb, yb = torch.from_numpy(data.x_train[idx]), torch.from_numpy(data.y_train[idx])
+                else:  # the whole training set lives on the device
+                    idx_t = torch.from_numpy(idx).to(device)
+                    xb, yb = x_all[idx_t], y_all[idx_t]
                 with memory.step(xb, yb):  # profiles the first two steps of the run only
                     step = learner.train_step(xb, yb)
                 if not math.isfinite(step["loss"]):
@@ -130,8 +158,9 @@ def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: boo
             train_s += time.perf_counter() - t0
             memory.finish()
             learner.eval()
-            test_acc = accuracy(learner, data.x_test, data.y_test, t.eval_batch_size)
-            train_acc = accuracy(learner, data.x_train[:n_eval], data.y_train[:n_eval], t.eval_batch_size)
+            test_acc = accuracy(learner, data.x_test, data.y_test, t.eval_batch_size, device)
+            train_acc = accuracy(learner, data.x_train[:n_eval], data.y_train[:n_eval], t.eval_batch_size,
+                                 device)
             wall = time.perf_counter() - start
             metrics["history"].append({"epoch": epoch, "loss": loss_sum / steps,
                                        "train_accuracy": train_acc, "test_accuracy": test_acc,
@@ -151,7 +180,7 @@ def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: boo
         from onchip_ff.deployment import evaluate_drift
         d = cfg.deploy
         metrics["deploy"] = evaluate_drift(
-            cfg, learner.state_dict(), data, accuracy, [f"hardware.preset={d.preset}"], d.times_s,
+            cfg, {k: v.cpu() for k, v in learner.state_dict().items()}, data, accuracy, [f"hardware.preset={d.preset}"], d.times_s,
             d.compensation, [1000 * t.seed + i for i in range(d.draws)])
     metrics["status"] = "done"
     if out_dir is not None:

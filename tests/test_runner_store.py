@@ -117,7 +117,31 @@ def test_equal_configs_are_one_run(tmp_path):
     assert sweep.name == "sweep" and len(sweep.runs) == 2 and sweep.duplicates == 1
 
 
+def test_a_variant_can_start_from_its_own_config(tmp_path):
+    path = write_sweep(tmp_path, """
+        [sweep]
+        base = "base.toml"
+        seeds = [0]
+        [fixed]
+        "train.epochs" = 2
+        [[variants]]
+        "train.lr" = 0.01
+        [[variants]]
+        base = "other.toml"
+    """)
+    (path.parent / "other.toml").write_text(BASE.replace("hidden = [8]", "hidden = [6, 6]")
+                                             + '[objective]\nmethod = "bp"\n')
+    first, second = load_sweep(path).runs
+    a, b = config_from_json(first.config_json), config_from_json(second.config_json)
+    assert (a.model.hidden, a.objective.method, a.train.lr) == ((8,), "df", 0.01)
+    assert (b.model.hidden, b.objective.method, b.train.epochs) == ((6, 6), "bp", 2)  # [fixed] applies too
+    assert second.label == "base=other.toml train.seed=0"
+    assert first.label == "train.lr=0.01 train.seed=0"
+
+
 @pytest.mark.parametrize("body, needle", [
+    ("[sweep]\nbase = 'base.toml'\n[[variants]]\nbase = 'missing.toml'\n", "[[variants]] #1 base 'missing.toml' not found"),
+    ("[sweep]\nbase = 'base.toml'\n[[variants]]\nbase = 3\n", "[[variants]] #1 base must name a config file"),
     ("[sweep]\nbase = 'base.toml'\n[grids]\n", "unknown table(s) grids"),
     ("[sweep]\nbase = 'base.toml'\nseed = [1]\n", "sweep.seed"),
     ("[sweep]\nname = 'x'\n", "sweep.base"),

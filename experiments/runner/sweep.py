@@ -119,11 +119,31 @@ def _seeds(head: dict[str, Any], path: Path) -> list[int | None]:
     return seeds
 
 
-def _variants(raw: dict[str, Any], path: Path) -> list[dict[str, Any]]:
+def _config_path(text: Any, path: Path, where: str) -> Path:
+    """A config file named relative to the sweep file (or absolute); must exist."""
+    if not isinstance(text, str) or not text:
+        raise ConfigError(f"{path}: {where} must name a config file, relative to the sweep file "
+                          "(e.g. \"df_mlp_fmnist.toml\")")
+    found = Path(text) if Path(text).is_absolute() else path.parent / text
+    if not found.is_file():
+        raise ConfigError(f"{path}: {where} {text!r} not found (looked for {found}); the path is "
+                          "relative to the sweep file")
+    return found
+
+
+def _variants(raw: dict[str, Any], path: Path) -> list[tuple[Path | None, dict[str, Any]]]:
+    """[(the variant's own base config or None, its overrides)]; `base = "file.toml"` in a variant
+    replaces sweep.base for that variant's runs."""
     variants = raw.get("variants", [{}])
     if not isinstance(variants, list) or not variants or not all(isinstance(v, dict) for v in variants):
         raise ConfigError(f"{path}: variants must be [[variants]] tables of overrides")
-    return [_flatten(v, f"{path} [[variants]] #{i + 1}") for i, v in enumerate(variants)]
+    out = []
+    for i, v in enumerate(variants):
+        v = dict(v)
+        where = f"[[variants]] #{i + 1}"
+        base = _config_path(v.pop("base"), path, f"{where} base") if "base" in v else None
+        out.append((base, _flatten(v, f"{path} {where}")))
+    return out
 
 
 def read_tables(path: Path, kind: str, tables: tuple[str, ...], example: str) -> dict[str, Any]:
@@ -155,14 +175,7 @@ def load_sweep(path: str | Path, extra_overrides: list[str] = ()) -> Sweep:
     name = head.get("name", path.stem)
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{path}: sweep.name must be a non-empty string, got {name!r}")
-    base_text = head.get("base")
-    if not isinstance(base_text, str) or not base_text:
-        raise ConfigError(f"{path}: sweep.base must name the config the runs start from, relative "
-                          "to the sweep file (e.g. base = \"df_mlp_fmnist.toml\")")
-    base = Path(base_text) if Path(base_text).is_absolute() else path.parent / base_text
-    if not base.is_file():
-        raise ConfigError(f"{path}: sweep.base {base_text!r} not found (looked for {base}); the "
-                          "path is relative to the sweep file")
+    base = _config_path(head.get("base"), path, "sweep.base")
     seeds = _seeds(head, path)
     fixed = _flatten(_table(raw, "fixed", path), f"{path} [fixed]")
     for text in extra_overrides:  # --set replaces [fixed] values
@@ -176,9 +189,9 @@ def load_sweep(path: str | Path, extra_overrides: list[str] = ()) -> Sweep:
                               "values in [fixed]")
         if key in fixed:
             raise ConfigError(f"{path}: {key} is both in [grid] and in [fixed]/--set; keep one")
-    if seeds != [None] and any("train.seed" in t for t in (fixed, grid, *variants)):
+    if seeds != [None] and any("train.seed" in t for t in (fixed, grid, *(v for _, v in variants))):
         raise ConfigError(f"{path}: train.seed is set by sweep.seeds; remove it from the other tables")
-    for i, variant in enumerate(variants):
+    for i, (_, variant) in enumerate(variants):
         clash = sorted(set(variant) & set(grid))
         if clash:
             raise ConfigError(f"{path}: [[variants]] #{i + 1} sets {', '.join(clash)}, also in "
@@ -189,15 +202,16 @@ def load_sweep(path: str | Path, extra_overrides: list[str] = ()) -> Sweep:
     seen: set[str] = set()
     duplicates = 0
     for seed in seeds:
-        for variant in variants:
+        for variant_base, variant in variants:
             for combo in combos:
                 chosen = {**variant, **dict(zip(names, combo))}
                 if seed is not None:
                     chosen["train.seed"] = seed
                 overrides = [f"{k}={toml_value(v, k)}" for k, v in {**fixed, **chosen}.items()]
-                label = " ".join(f"{k}={toml_value(v, k)}" for k, v in chosen.items())
+                label = " ".join(([f"base={variant_base.name}"] if variant_base else [])
+                                 + [f"{k}={toml_value(v, k)}" for k, v in chosen.items()])
                 try:
-                    cfg = config.load(base, overrides)
+                    cfg = config.load(variant_base or base, overrides)
                 except ConfigError as exc:
                     raise ConfigError(f"sweep {path}, run {label or '(base)'}: {exc}") from None
                 key = config_key(cfg)

@@ -23,5 +23,5 @@ def embed_label(x: torch.Tensor, labels: torch.Tensor, n_classes: int, value: fl
     """Copy of x with its first n_classes input values replaced by value * one_hot(label)."""
     flat = x.flatten(1).clone()
     flat[:, :n_classes] = 0.0
-    flat[torch.arange(len(labels)), labels] = value
+    flat[torch.arange(len(labels), device=labels.device), labels] = value
     return flat.view_as(x)

@@ -40,6 +40,6 @@ def shuffled_wrong_labels(labels: torch.Tensor, n_classes: int, generator: torch
     """Negative labels: a random permutation of the batch's labels; where that gives a sample its
     own label, a uniformly random wrong label instead (one draw for every sample, used only there,
     so the number of draws does not depend on the data)."""
-    shuffled = labels[torch.randperm(len(labels), generator=generator)]
+    shuffled = labels[torch.randperm(len(labels), generator=generator).to(labels.device)]
     fallback = random_wrong_labels(labels, n_classes, generator)
     return torch.where(shuffled == labels, fallback, shuffled)

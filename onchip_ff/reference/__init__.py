@@ -10,9 +10,10 @@ from onchip_ff.reference.deeperforward import DeeperForward
 from onchip_ff.reference.distance_forward import DistanceForward
 from onchip_ff.reference.forward_forward import ForwardForward
 from onchip_ff.reference.intff import IntegratedForwardForward
+from onchip_ff.reference.sff import ScalableForwardForward
 
 LEARNERS = {"df": DistanceForward, "ff": ForwardForward, "bp": Backprop, "deeperforward": DeeperForward,
-            "intff": IntegratedForwardForward}
+            "intff": IntegratedForwardForward, "sff": ScalableForwardForward}
 
 
 def build_learner(cfg: Config, input_shape: tuple[int, ...], n_classes: int,

@@ -65,8 +65,12 @@ class DeeperForward(nn.Module):
         opt.step()
         return self.to_next_layer(h), loss.item()
 
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Input of layer 0: the sample normalized per sample (layer normalization)."""
+        return feature_norm(x)
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        x = feature_norm(x)
+        x = self.prepare_input(x)
         losses = []
         for k in range(len(self.layers)):
             x, loss = self.train_layer(k, x, y)
@@ -76,7 +80,7 @@ class DeeperForward(nn.Module):
     @torch.no_grad()
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Sum of the class scores of the layers in eval_layers: one forward pass."""
-        x = feature_norm(x)
+        x = self.prepare_input(x)
         total = 0.0
         for k in range(len(self.layers)):
             h, s = self.layer_forward(k, x)

@@ -69,8 +69,8 @@ class ForwardForward(nn.Module):
         """(N, C): summed goodness over the eval layers with label k written into the input."""
         cols = []
         for k in range(self.n_classes):
-            h = self.embed(x, torch.full((len(x),), k, dtype=torch.long))
-            total = torch.zeros(len(x))
+            h = self.embed(x, torch.full((len(x),), k, dtype=torch.long, device=x.device))
+            total = torch.zeros(len(x), device=x.device)
             for i, layer in enumerate(self.layers):
                 out = layer(h)
                 if i in self.eval_layers:

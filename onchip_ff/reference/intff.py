@@ -104,8 +104,8 @@ class IntegratedForwardForward(nn.Module):
         """(N, C): goodness summed over the eval blocks with label k written into the input."""
         cols = []
         for label in range(self.n_classes):
-            h = self.embed(x, torch.full((len(x),), label, dtype=torch.long))
-            total = torch.zeros(len(x))
+            h = self.embed(x, torch.full((len(x),), label, dtype=torch.long, device=x.device))
+            total = torch.zeros(len(x), device=x.device)
             for k in range(len(self.blocks)):
                 out = self.block_forward(k, h)
                 if k in self.eval_blocks:

@@ -1,0 +1,101 @@
+"""Scalable Forward-Forward learner (float reference): per-block auxiliary class heads, per-class
+goodness, log-sum-exp margin loss, backprop inside a block only (Krutsylo 2025; see
+onchip_ff/objectives/sff.py for the source and which parts are our reading).
+
+Blocks = the entries of self.layers: a residual block (model.arch = "resnet"), a conv layer
+("cnn") or a dense layer ("mlp").  Each block k has a head: a 1x1 convolution with one output
+channel per class on the block output (dense: a Linear to n_classes), and its own optimizer over
+block + head.  Schedule per batch: block 0 gets the (already standardized) input; for each block,
+forward on the detached input (through its layers, residual shortcut included) -> head ->
+goodness -> margin loss -> backward -> the block's optimizer step; the block output, detached and
+layer-normalized per sample over (C, H, W) (or (D,)), feeds the next block.  No gradient crosses
+a block boundary and only one block's autograd graph is alive at a time.  Inference: argmax over
+classes of the goodness summed over `objective.eval_layers` (block indices; () = all).
+The per-block methods have DeeperForward's names (layer_forward, train_layer, to_next_layer,
+prepare_input): "layer" k means block k.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from onchip_ff.config import Config
+from onchip_ff.errors import ConfigError
+from onchip_ff.network import build_layers, init_parameters, make_optimizer
+from onchip_ff.objectives.deeperforward import feature_norm
+from onchip_ff.objectives.sff import class_goodness, margin_loss
+
+
+def make_head(shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    """Auxiliary head on a block output of `shape` (without batch): 1x1 conv (C, H, W) -> (K, H, W),
+    or Linear D -> K for dense outputs."""
+    if len(shape) == 3:
+        return nn.Conv2d(shape[0], n_classes, kernel_size=1)
+    return nn.Linear(math.prod(shape), n_classes)
+
+
+class ScalableForwardForward(nn.Module):
+    def __init__(self, cfg: Config, input_shape: tuple[int, ...], n_classes: int,
+                 generator: torch.Generator) -> None:
+        super().__init__()
+        layers, self.shapes = build_layers(cfg.model, input_shape)
+        self.layers = nn.ModuleList(layers)
+        self.heads = nn.ModuleList(make_head(s, n_classes) for s in self.shapes)
+        init_parameters(self.layers, generator)
+        init_parameters(self.heads, generator)
+        self.obj = cfg.objective
+        self.n_classes = n_classes
+        bad = [i for i in self.obj.eval_layers if i >= len(layers)]
+        if bad:
+            raise ConfigError(f"objective.eval_layers {list(self.obj.eval_layers)}: there are only "
+                              f"{len(layers)} blocks (indices 0..{len(layers) - 1}); list block "
+                              "indices, or [] for all")
+        self.eval_layers = list(self.obj.eval_layers) or list(range(len(layers)))
+        self.optimizers = [make_optimizer(list(layer.parameters()) + list(head.parameters()), cfg.train)
+                           for layer, head in zip(self.layers, self.heads)]
+
+    def layer_forward(self, k: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(block output h, class goodness (N, n_classes)) of block k; gradients flow into block k
+        and head k."""
+        h = self.layers[k](x)
+        return h, class_goodness(self.heads[k](h))
+
+    def to_next_layer(self, h: torch.Tensor) -> torch.Tensor:
+        return feature_norm(h.detach())
+
+    def train_layer(self, k: int, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """One local update of block k and its head; returns (next block's input, loss)."""
+        h, goodness = self.layer_forward(k, x.detach())
+        loss = margin_loss(goodness, y, self.obj.margin)
+        opt = self.optimizers[k]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return self.to_next_layer(h), loss.item()
+
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Input of block 0: the sample as given (already standardized by the data loader)."""
+        return x
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        x = self.prepare_input(x)
+        losses = []
+        for k in range(len(self.layers)):
+            x, loss = self.train_layer(k, x, y)
+            losses.append(loss)
+        return {"loss": sum(losses) / len(losses), **{f"loss_{k}": v for k, v in enumerate(losses)}}
+
+    @torch.no_grad()
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Sum of the goodness vectors of the blocks in eval_layers: one forward pass."""
+        x = self.prepare_input(x)
+        total = 0.0
+        for k in range(max(self.eval_layers) + 1):  # blocks after the last voting one are skipped
+            h, g = self.layer_forward(k, x)
+            if k in self.eval_layers:
+                total = total + g
+            x = self.to_next_layer(h)
+        return total
