@@ -20,6 +20,7 @@ from onchip_ff.objectives.deeperforward import class_cross_entropy, class_scores
 from onchip_ff.reference import build_learner
 from onchip_ff.trainer import train
 
+from learner_checks import assert_same_seed_same_steps, float_and_ideal_sim, assert_same_weights_and_scores
 from conftest import SYNTHETIC
 from test_locality import _alive_graph_counts, _same, _snapshot
 
@@ -148,14 +149,7 @@ def test_schedule_keeps_one_layer_graph_alive(arch):
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
 def test_same_seed_same_steps(arch):
-    (a, x, y), (b, _, _) = _learner(arch), _learner(arch)
-    c, _, _ = _learner(arch, seed=1)
-    for _ in range(2):
-        assert a.train_step(x, y) == b.train_step(x, y)
-    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
-    assert torch.equal(a.scores(x), b.scores(x))
+    assert_same_seed_same_steps(lambda seed: _learner(arch, seed=seed))
 
 
 def test_scores_sum_the_eval_layers():
@@ -187,20 +181,11 @@ def test_ideal_sim_steps_match_the_float_reference(arch):
     sgd = ["train.optimizer=sgd"]
     cfg = _cfg(arch, extra=sgd)
     sim_cfg = _cfg(arch, extra=sgd + ["hardware.backend=sim", "hardware.preset=ideal"])
-    data = load_dataset(cfg.data)
-    ref = build_learner(cfg, data.input_shape, data.n_classes, torch.Generator().manual_seed(0))
-    sim = build_learner(sim_cfg, data.input_shape, data.n_classes, torch.Generator().manual_seed(0))
-    n_mods = sum(isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) for m in ref.modules())
-    assert len(sim.analog_modules) == n_mods
-    x, y = torch.from_numpy(data.x_train[:50]), torch.from_numpy(data.y_train[:50])
+    ref, sim, x, y = float_and_ideal_sim(cfg, sim_cfg)
     for _ in range(3):
         a, b = ref.train_step(x, y), sim.train_step(x, y)
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
-    sa, sb = ref.state_dict(), sim.state_dict()
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        assert torch.allclose(sa[k], sb[k], rtol=1e-4, atol=1e-6), k
-    assert torch.allclose(ref.scores(x), sim.scores(x), rtol=1e-4, atol=1e-5)
+    assert_same_weights_and_scores(ref, sim, x)
 
 
 @pytest.mark.parametrize("arch, override, field", [

@@ -21,6 +21,7 @@ from onchip_ff.reference import build_learner
 from onchip_ff.reference.intff import group_blocks
 from onchip_ff.trainer import train
 
+from learner_checks import float_and_ideal_sim, assert_same_weights_and_scores
 from conftest import SYNTHETIC
 from test_locality import _alive_graph_counts, _same, _snapshot
 
@@ -241,22 +242,15 @@ def test_ideal_sim_steps_match_the_float_reference():
     sgd = ["train.optimizer=sgd"]
     cfg = _cfg(extra=sgd)
     sim_cfg = _cfg(extra=sgd + ["hardware.backend=sim", "hardware.preset=ideal"])
-    data = load_dataset(cfg.data)
-    ref = build_learner(cfg, data.input_shape, data.n_classes, torch.Generator().manual_seed(0))
-    sim = build_learner(sim_cfg, data.input_shape, data.n_classes, torch.Generator().manual_seed(0))
+    ref, sim, x, y = float_and_ideal_sim(cfg, sim_cfg)
     assert len(sim.analog_modules) == 5
-    x, y = torch.from_numpy(data.x_train[:50]), torch.from_numpy(data.y_train[:50])
     for _ in range(3):
         state = torch.Generator().manual_seed(5).get_state()
         ref.generator.set_state(state)
         sim.generator.set_state(state)
         a, b = ref.train_step(x, y), sim.train_step(x, y)
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
-    sa, sb = ref.state_dict(), sim.state_dict()
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        assert torch.allclose(sa[k], sb[k], rtol=1e-4, atol=1e-6), k
-    assert torch.allclose(ref.scores(x), sim.scores(x), rtol=1e-4, atol=1e-5)
+    assert_same_weights_and_scores(ref, sim, x)
 
 
 def test_pcm_preset_trains_a_step():

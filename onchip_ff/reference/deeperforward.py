@@ -16,6 +16,7 @@ from onchip_ff.config import Config
 from onchip_ff.errors import ConfigError
 from onchip_ff.network import build_layers, init_parameters, make_optimizer
 from onchip_ff.objectives.deeperforward import class_cross_entropy, class_scores, feature_norm
+from onchip_ff.reference.layer_local import LayerLocalLearner, checked_eval_layers
 
 
 def check_group_widths(cfg: Config, n_classes: int) -> None:
@@ -29,7 +30,7 @@ def check_group_widths(cfg: Config, n_classes: int) -> None:
                           f"{n_classes} (the number of classes), e.g. {fixed}")
 
 
-class DeeperForward(nn.Module):
+class DeeperForward(LayerLocalLearner):
     def __init__(self, cfg: Config, input_shape: tuple[int, ...], n_classes: int,
                  generator: torch.Generator) -> None:
         super().__init__()
@@ -40,11 +41,7 @@ class DeeperForward(nn.Module):
         self.obj = cfg.objective
         self.n_classes = n_classes
         self.groups = n_classes if self.obj.feature_norm == "group" else 1
-        bad = [i for i in self.obj.eval_layers if i >= len(layers)]
-        if bad:
-            raise ConfigError(f"objective.eval_layers {list(self.obj.eval_layers)}: there are only "
-                              f"{len(layers)} layers (indices 0..{len(layers) - 1})")
-        self.eval_layers = list(self.obj.eval_layers) or list(range(len(layers)))
+        self.eval_layers = checked_eval_layers(self.obj.eval_layers, len(layers), "layers")
         self.optimizers = [make_optimizer(layer.parameters(), cfg.train) for layer in self.layers]
 
     def layer_forward(self, k: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,36 +52,9 @@ class DeeperForward(nn.Module):
     def to_next_layer(self, h: torch.Tensor) -> torch.Tensor:
         return feature_norm(h.detach(), self.groups)
 
-    def train_layer(self, k: int, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """One local update of layer k; returns (next layer's input, loss)."""
-        h, scores = self.layer_forward(k, x.detach())
-        loss = class_cross_entropy(scores, y, self.obj.score_scale)
-        opt = self.optimizers[k]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return self.to_next_layer(h), loss.item()
+    def layer_loss(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return class_cross_entropy(scores, y, self.obj.score_scale)
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
         """Input of layer 0: the sample normalized per sample (layer normalization)."""
         return feature_norm(x)
-
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        x = self.prepare_input(x)
-        losses = []
-        for k in range(len(self.layers)):
-            x, loss = self.train_layer(k, x, y)
-            losses.append(loss)
-        return {"loss": sum(losses) / len(losses), **{f"loss_{k}": v for k, v in enumerate(losses)}}
-
-    @torch.no_grad()
-    def scores(self, x: torch.Tensor) -> torch.Tensor:
-        """Sum of the class scores of the layers in eval_layers: one forward pass."""
-        x = self.prepare_input(x)
-        total = 0.0
-        for k in range(len(self.layers)):
-            h, s = self.layer_forward(k, x)
-            if k in self.eval_layers:
-                total = total + s
-            x = self.to_next_layer(h)
-        return total

@@ -23,10 +23,10 @@ import torch
 from torch import nn
 
 from onchip_ff.config import Config
-from onchip_ff.errors import ConfigError
 from onchip_ff.network import build_layers, init_parameters, make_optimizer
 from onchip_ff.objectives.deeperforward import feature_norm
 from onchip_ff.objectives.sff import class_goodness, margin_loss
+from onchip_ff.reference.layer_local import LayerLocalLearner, checked_eval_layers
 
 
 def make_head(shape: tuple[int, ...], n_classes: int) -> nn.Module:
@@ -37,7 +37,7 @@ def make_head(shape: tuple[int, ...], n_classes: int) -> nn.Module:
     return nn.Linear(math.prod(shape), n_classes)
 
 
-class ScalableForwardForward(nn.Module):
+class ScalableForwardForward(LayerLocalLearner):
     def __init__(self, cfg: Config, input_shape: tuple[int, ...], n_classes: int,
                  generator: torch.Generator) -> None:
         super().__init__()
@@ -48,12 +48,7 @@ class ScalableForwardForward(nn.Module):
         init_parameters(self.heads, generator)
         self.obj = cfg.objective
         self.n_classes = n_classes
-        bad = [i for i in self.obj.eval_layers if i >= len(layers)]
-        if bad:
-            raise ConfigError(f"objective.eval_layers {list(self.obj.eval_layers)}: there are only "
-                              f"{len(layers)} blocks (indices 0..{len(layers) - 1}); list block "
-                              "indices, or [] for all")
-        self.eval_layers = list(self.obj.eval_layers) or list(range(len(layers)))
+        self.eval_layers = checked_eval_layers(self.obj.eval_layers, len(layers), "blocks")
         self.optimizers = [make_optimizer(list(layer.parameters()) + list(head.parameters()), cfg.train)
                            for layer, head in zip(self.layers, self.heads)]
 
@@ -66,36 +61,9 @@ class ScalableForwardForward(nn.Module):
     def to_next_layer(self, h: torch.Tensor) -> torch.Tensor:
         return feature_norm(h.detach())
 
-    def train_layer(self, k: int, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """One local update of block k and its head; returns (next block's input, loss)."""
-        h, goodness = self.layer_forward(k, x.detach())
-        loss = margin_loss(goodness, y, self.obj.margin)
-        opt = self.optimizers[k]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return self.to_next_layer(h), loss.item()
+    def layer_loss(self, goodness: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return margin_loss(goodness, y, self.obj.margin)
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
         """Input of block 0: the sample as given (already standardized by the data loader)."""
         return x
-
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        x = self.prepare_input(x)
-        losses = []
-        for k in range(len(self.layers)):
-            x, loss = self.train_layer(k, x, y)
-            losses.append(loss)
-        return {"loss": sum(losses) / len(losses), **{f"loss_{k}": v for k, v in enumerate(losses)}}
-
-    @torch.no_grad()
-    def scores(self, x: torch.Tensor) -> torch.Tensor:
-        """Sum of the goodness vectors of the blocks in eval_layers: one forward pass."""
-        x = self.prepare_input(x)
-        total = 0.0
-        for k in range(max(self.eval_layers) + 1):  # blocks after the last voting one are skipped
-            h, g = self.layer_forward(k, x)
-            if k in self.eval_layers:
-                total = total + g
-            x = self.to_next_layer(h)
-        return total
