@@ -108,6 +108,14 @@ def next_input(h_hat: torch.Tensor, shape: tuple[int, ...], mode: str) -> torch.
     return (h_hat * scale).view(h_hat.shape[0], *shape)
 
 
+def checked_eval_layers(requested: tuple[int, ...], n: int, unit: str) -> list[int]:
+    """objective.eval_layers as a list ([] = all n), or ConfigError for an index past the end."""
+    if any(i >= n for i in requested):
+        raise ConfigError(f"objective.eval_layers {list(requested)}: there are only {n} {unit} "
+                          f"(indices 0..{n - 1}); list {unit[:-1]} indices, or [] for all")
+    return list(requested) or list(range(n))
+
+
 def make_blocks(n_layers: int, block_size: int) -> list[list[int]]:
     """Consecutive groups of block_size layer indices (the last may be shorter)."""
     return [list(range(i, min(i + block_size, n_layers))) for i in range(0, n_layers, block_size)]

@@ -21,7 +21,7 @@ from onchip_ff.reference import build_learner
 from onchip_ff.reference.intff import group_blocks
 from onchip_ff.trainer import train
 
-from learner_checks import float_and_ideal_sim, assert_same_weights_and_scores
+from learner_checks import assert_same_seed_same_steps, float_and_ideal_sim, assert_same_weights_and_scores
 from conftest import SYNTHETIC
 from test_locality import _alive_graph_counts, _same, _snapshot
 
@@ -194,14 +194,7 @@ def test_schedule_keeps_one_block_graph_alive():
 # ---- learner: determinism, scores, training -------------------------------------------------
 
 def test_same_seed_same_steps():
-    (a, x, y), (b, _, _) = _learner(), _learner()
-    c, _, _ = _learner(seed=1)
-    for _ in range(2):
-        assert a.train_step(x, y) == b.train_step(x, y)
-    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
-    assert torch.equal(a.scores(x), b.scores(x))
+    assert_same_seed_same_steps(lambda seed: _learner(seed=seed))
 
 
 def test_scores_sum_block_goodness_over_labels():

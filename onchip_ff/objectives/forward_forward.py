@@ -19,6 +19,16 @@ def ff_loss(g_pos: torch.Tensor, g_neg: torch.Tensor, threshold: float) -> torch
     return torch.cat([F.softplus(threshold - g_pos), F.softplus(g_neg - threshold)]).mean()
 
 
+def check_label_fits(method: str, input_shape: tuple[int, ...], n_classes: int) -> None:
+    """ConfigError when an input has fewer values than there are classes (no room for the label)."""
+    import math
+
+    from onchip_ff.errors import ConfigError
+    if math.prod(input_shape) < n_classes:
+        raise ConfigError(f"objective.method = {method!r} writes the label into the first {n_classes} "
+                          f"inputs, but an input has only {math.prod(input_shape)} values")
+
+
 def embed_label(x: torch.Tensor, labels: torch.Tensor, n_classes: int, value: float) -> torch.Tensor:
     """Copy of x with its first n_classes input values replaced by value * one_hot(label)."""
     flat = x.flatten(1).clone()

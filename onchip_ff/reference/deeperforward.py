@@ -14,9 +14,9 @@ from torch import nn
 
 from onchip_ff.config import Config
 from onchip_ff.errors import ConfigError
-from onchip_ff.network import build_layers, init_parameters, make_optimizer
+from onchip_ff.network import build_layers, checked_eval_layers, init_parameters, make_optimizer
 from onchip_ff.objectives.deeperforward import class_cross_entropy, class_scores, feature_norm
-from onchip_ff.reference.layer_local import LayerLocalLearner, checked_eval_layers
+from onchip_ff.reference.layer_local import LayerLocalLearner
 
 
 def check_group_widths(cfg: Config, n_classes: int) -> None:

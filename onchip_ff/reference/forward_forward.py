@@ -8,36 +8,27 @@ Inference tries every label and picks the one with the largest summed goodness.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from onchip_ff.config import Config
-from onchip_ff.errors import ConfigError
 from onchip_ff.negatives import hardest_wrong_labels, random_wrong_labels
-from onchip_ff.network import build_layers, init_parameters, make_optimizer, next_input, normalize
-from onchip_ff.objectives.forward_forward import embed_label, ff_goodness, ff_loss
+from onchip_ff.network import build_layers, checked_eval_layers, init_parameters, make_optimizer, next_input, normalize
+from onchip_ff.objectives.forward_forward import check_label_fits, embed_label, ff_goodness, ff_loss
 
 
 class ForwardForward(nn.Module):
     def __init__(self, cfg: Config, input_shape: tuple[int, ...], n_classes: int,
                  generator: torch.Generator) -> None:
         super().__init__()
-        if math.prod(input_shape) < n_classes:
-            raise ConfigError(f"objective.method = 'ff' writes the label into the first {n_classes} "
-                              f"inputs, but an input has only {math.prod(input_shape)} values")
+        check_label_fits("ff", input_shape, n_classes)
         layers, self.shapes = build_layers(cfg.model, input_shape)
         self.layers = nn.ModuleList(layers)
         init_parameters(self.layers, generator)
         self.obj = cfg.objective
         self.n_classes = n_classes
         self.generator = generator
-        bad = [i for i in self.obj.eval_layers if i >= len(layers)]
-        if bad:
-            raise ConfigError(f"objective.eval_layers {list(self.obj.eval_layers)}: there are only "
-                              f"{len(layers)} layers (indices 0..{len(layers) - 1})")
-        self.eval_layers = list(self.obj.eval_layers) or list(range(len(layers)))
+        self.eval_layers = checked_eval_layers(self.obj.eval_layers, len(layers), "layers")
         self.optimizers = [make_optimizer(layer.parameters(), cfg.train) for layer in self.layers]
 
     def embed(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

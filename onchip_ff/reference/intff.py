@@ -14,7 +14,6 @@ objective.eval_layers (block indices; () = all).
 
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import nn
@@ -22,8 +21,8 @@ from torch import nn
 from onchip_ff.config import Config
 from onchip_ff.errors import ConfigError
 from onchip_ff.negatives import hardest_wrong_labels
-from onchip_ff.network import build_layers, init_parameters, make_optimizer, next_input, normalize
-from onchip_ff.objectives.forward_forward import embed_label
+from onchip_ff.network import build_layers, checked_eval_layers, init_parameters, make_optimizer, next_input, normalize
+from onchip_ff.objectives.forward_forward import check_label_fits, embed_label
 from onchip_ff.objectives.intff import block_goodness, block_loss, shuffled_wrong_labels
 
 
@@ -45,9 +44,7 @@ class IntegratedForwardForward(nn.Module):
         if cfg.model.arch != "mlp":
             raise ConfigError(f"objective.method = 'intff' is implemented for model.arch = 'mlp' only, "
                               f"got {cfg.model.arch!r}")
-        if math.prod(input_shape) < n_classes:
-            raise ConfigError(f"objective.method = 'intff' writes the label into the first {n_classes} "
-                              f"inputs, but an input has only {math.prod(input_shape)} values")
+        check_label_fits("intff", input_shape, n_classes)
         layers, self.shapes = build_layers(cfg.model, input_shape)
         self.layers = nn.ModuleList(layers)
         init_parameters(self.layers, generator)
@@ -55,11 +52,7 @@ class IntegratedForwardForward(nn.Module):
         self.n_classes = n_classes
         self.generator = generator
         self.blocks = group_blocks(self.obj.intff_blocks, len(layers))
-        bad = [i for i in self.obj.eval_layers if i >= len(self.blocks)]
-        if bad:
-            raise ConfigError(f"objective.eval_layers {list(self.obj.eval_layers)}: there are only "
-                              f"{len(self.blocks)} blocks (indices 0..{len(self.blocks) - 1})")
-        self.eval_blocks = list(self.obj.eval_layers) or list(range(len(self.blocks)))
+        self.eval_blocks = checked_eval_layers(self.obj.eval_layers, len(self.blocks), "blocks")
         self.optimizers = [make_optimizer([p for i in b for p in self.layers[i].parameters()], cfg.train)
                            for b in self.blocks]
 

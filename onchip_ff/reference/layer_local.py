@@ -13,16 +13,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from onchip_ff.errors import ConfigError
-
-
-def checked_eval_layers(requested: tuple[int, ...], n: int, unit: str) -> list[int]:
-    """objective.eval_layers as a list ([] = all n), or ConfigError for an index past the end."""
-    if any(i >= n for i in requested):
-        raise ConfigError(f"objective.eval_layers {list(requested)}: there are only {n} {unit} "
-                          f"(indices 0..{n - 1}); list {unit[:-1]} indices, or [] for all")
-    return list(requested) or list(range(n))
-
 
 class LayerLocalLearner(nn.Module):
     """Subclasses set self.layers, self.optimizers (one per layer), self.eval_layers and define

@@ -23,10 +23,10 @@ import torch
 from torch import nn
 
 from onchip_ff.config import Config
-from onchip_ff.network import build_layers, init_parameters, make_optimizer
+from onchip_ff.network import build_layers, checked_eval_layers, init_parameters, make_optimizer
 from onchip_ff.objectives.deeperforward import feature_norm
 from onchip_ff.objectives.sff import class_goodness, margin_loss
-from onchip_ff.reference.layer_local import LayerLocalLearner, checked_eval_layers
+from onchip_ff.reference.layer_local import LayerLocalLearner
 
 
 def make_head(shape: tuple[int, ...], n_classes: int) -> nn.Module:
