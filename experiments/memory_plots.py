@@ -1,5 +1,6 @@
 """Plot of the memory report: stacked component bars per method, and peak bytes against batch
-size for DF, FF, DeeperForward, IntFF, BP and checkpointed BP (measured solid, predicted dashed)."""
+size for DF, FF, DeeperForward, IntFF, Scalable FF, BP and checkpointed BP (measured solid,
+predicted dashed)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from hw_models.memory import METHODS  # noqa: E402
 STACK = (("weights", ("weights", "master_copy")), ("optimizer", ("optimizer",)),
          ("activations", ("activations",)), ("gradients", ("gradients",)),
          ("inputs + workspace", ("inputs", "workspace")))
-LINES = ("df", "ff", "deeperforward", "intff", "bp", "bp_ckpt")
+LINES = ("df", "ff", "deeperforward", "intff", "sff", "bp", "bp_ckpt")
 MB = 2.0 ** 20
 
 
@@ -58,6 +59,7 @@ def plot_memory(rows: list[dict], path: Path) -> None:
             if peak:
                 ax.plot([j - 0.4, j + 0.4], [peak[0]] * 2, "k-", lw=1.5)
         ax.set_ylabel("MiB (measured; black line: peak)")
+        ax.tick_params(axis="x", labelrotation=30 if len(methods) > 5 else 0)
         ax.set_title(f"{arch}, depth {depth}, batch {batch}, float32, {opt}, grads {grads}", fontsize=9)
         ax.legend(fontsize=7)
         ax = axes[1][col]

@@ -1,6 +1,6 @@
 """`onchip-ff memory CONFIG.toml --out DIR`: the memory accountant's predictions next to measured
 bytes for every point of the config's grids -> DIR/memory.csv, DIR/memory.png and DIR/ratios.md
-(DF/BP and DF/checkpointed-BP peak ratios over batch and depth). Each point is one run of the
+(DF or SFF over BP and checkpointed-BP peak ratios over batch and depth). Each point is one run of the
 experiment runner (results store DIR/memory.sqlite by default): an interrupted command resumes where
 it stopped, a failing point is stored as failed and the others go on."""
 
@@ -19,10 +19,8 @@ import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
-
-from hw_models.memory import (COMPONENTS, METHODS, OPTIMIZERS, MemorySpec, NumberFormat, cnn_layers,
-                              default_ctx, mlp_layers, predict, spec_from_config)
+from hw_models.memory import (COMPONENTS, METHODS, OPTIMIZERS, NumberFormat, cnn_layers, mlp_layers, predict,
+                              resnet_layers, spec_from_config)
 from hw_models.blas import set_threads
 from hw_models.memory_measure import measure
 import onchip_ff
@@ -34,7 +32,8 @@ CSV_COLUMNS = ("method", "arch", "batch", "depth", "format", "optimizer", "compo
 SETTINGS = {"steps": 2, "threads": 1, "seed": 0, "checkpoint_every": 0, "block_size": 2,
             "intff_block_size": 2, "cuda": True, "map_batch": [32, 128, 1024, 8192], "map_depth": [3, 12, 48]}
 GRID_LISTS = ("method", "arch", "batch", "depth", "format", "optimizer")
-ARCH_KEYS = {"mlp_width": 1000, "cnn_channels": [32, 64, 128], "cnn_pool": 2, "grads": ["kept"]}  # optional
+ARCH_KEYS = {"mlp_width": 1000, "cnn_channels": [32, 64, 128], "cnn_pool": 2, "cnn_pool_every": 1,
+             "grads": ["kept"]}  # optional; cnn_* also shape the ResNet (residual blocks)
 N_CLASSES = 10  # Fashion-MNIST, as measured
 HOW = {"weights": "nbytes", "master_copy": "nbytes", "optimizer": "nbytes", "inputs": "nbytes",
        "gradients": "nbytes", "activations": "saved_tensors_hooks", "peak": "torch.profiler"}
@@ -43,16 +42,17 @@ HOW = {"weights": "nbytes", "master_copy": "nbytes", "optimizer": "nbytes", "inp
 @dataclass(frozen=True)
 class Point:
     method: str
-    arch: str  # label: mlp-<width> or cnn-<channels>-p<pool>
+    arch: str  # label: mlp-<width>, cnn-<channels>-p<pool> or resnet-<channels>-p<pool> (+ e<pool_every>)
     batch: int
     depth: int
     format: str
     optimizer: str
-    kind: str = "mlp"
+    kind: str = "mlp"  # "mlp", "cnn" or "resnet"
     width: int = 1000
     channels: tuple[int, ...] = (32, 64, 128)
     pool: int = 2
     grads: str = "kept"  # "kept": .grad survives to the next step (the learners); "freed": after each step
+    pool_every: int = 1  # cnn, resnet: pool after every pool_every-th layer / block
 
     def key(self) -> dict:
         return {k: getattr(self, k) for k in ("method", "arch", "batch", "depth", "format", "optimizer",
@@ -63,7 +63,13 @@ class Point:
         if self.kind == "mlp":
             return mlp_layers((1, 28, 28), (self.width,) * d)
         chans = tuple(self.channels[min(i, len(self.channels) - 1)] for i in range(d))
-        return cnn_layers((1, 28, 28), chans, 3, self.pool)
+        build = resnet_layers if self.kind == "resnet" else cnn_layers
+        return build((1, 28, 28), chans, 3, self.pool, pool_every=self.pool_every)
+
+    def shrinks(self, depth: int | None = None) -> bool:
+        """True when the poolings of `depth` (default: the point's) layers leave no 28x28 pixel."""
+        pools = (depth or self.depth) // self.pool_every
+        return self.kind != "mlp" and 28 // self.pool ** pools < 1
 
 
 def _fail(msg: str) -> None:
@@ -110,7 +116,8 @@ def load_memory_config(path: str | Path) -> tuple[dict, dict[str, NumberFormat],
     if not grids:
         _fail(f"{path}: no [[memory.grid]] tables; each lists method, arch, batch, depth, format, "
               "optimizer")
-    allowed = {"method": METHODS, "arch": ("mlp", "cnn"), "format": tuple(formats), "optimizer": OPTIMIZERS}
+    allowed = {"method": METHODS, "arch": ("mlp", "cnn", "resnet"), "format": tuple(formats),
+               "optimizer": OPTIMIZERS}
     points: dict[Point, None] = {}
     for g, grid in enumerate(grids):
         if not set(GRID_LISTS) <= set(grid) <= set(GRID_LISTS) | set(ARCH_KEYS):
@@ -120,10 +127,10 @@ def load_memory_config(path: str | Path) -> tuple[dict, dict[str, NumberFormat],
         chans = arch["cnn_channels"]
         if (not isinstance(arch["mlp_width"], int) or arch["mlp_width"] < 1 or not isinstance(chans, list)
                 or not chans or any(not isinstance(c, int) or c < 1 for c in chans)
-                or not isinstance(arch["cnn_pool"], int) or arch["cnn_pool"] < 1
+                or any(not isinstance(arch[k], int) or arch[k] < 1 for k in ("cnn_pool", "cnn_pool_every"))
                 or not isinstance(arch["grads"], list) or not set(arch["grads"]) <= {"kept", "freed"}):
-            _fail(f"memory.grid[{g}]: mlp_width, cnn_pool must be integers >= 1, cnn_channels a list "
-                  f"of them and grads a list of 'kept' / 'freed'; got {arch}")
+            _fail(f"memory.grid[{g}]: mlp_width, cnn_pool, cnn_pool_every must be integers >= 1, "
+                  f"cnn_channels a list of them and grads a list of 'kept' / 'freed'; got {arch}")
         for key in GRID_LISTS:
             vals = grid[key]
             if not isinstance(vals, list) or not vals:
@@ -134,16 +141,18 @@ def load_memory_config(path: str | Path) -> tuple[dict, dict[str, NumberFormat],
                 _fail(f"memory.grid[{g}].{key} must list integers >= 1, got {vals}")
         for method, kind, batch, depth, fmt, opt, grads in itertools.product(
                 *(grid[k] for k in GRID_LISTS), arch["grads"]):
-            pool = arch["cnn_pool"]
-            if kind == "cnn" and 28 // pool ** depth < 1:
-                _fail(f"memory.grid[{g}]: a depth-{depth} CNN with pool {pool} shrinks 28x28 inputs "
-                      "to nothing; lower the depth or set cnn_pool = 1")
+            pool, every = arch["cnn_pool"], arch["cnn_pool_every"]
             _check_method(g, method, kind, arch)
             chans = tuple(chans)
-            label = (f"mlp-{arch['mlp_width']}" if kind == "mlp"
-                     else f"cnn-{'.'.join(map(str, chans))}-p{pool}")
-            points[Point(method, label, batch, depth, fmt, opt, kind, arch["mlp_width"], chans, pool,
-                         grads)] = None
+            label = (f"mlp-{arch['mlp_width']}" if kind == "mlp" else
+                     f"{kind}-{'.'.join(map(str, chans))}-p{pool}" + (f"e{every}" if every > 1 else ""))
+            point = Point(method, label, batch, depth, fmt, opt, kind, arch["mlp_width"], chans, pool,
+                          grads, every)
+            if point.shrinks():
+                _fail(f"memory.grid[{g}]: a depth-{depth} {kind.upper()} with pool {pool} every "
+                      f"{every} layer(s) shrinks 28x28 inputs to nothing; lower the depth or set "
+                      "cnn_pool = 1")
+            points[point] = None
     return settings, formats, list(points)
 
 
@@ -169,7 +178,7 @@ def point_config(p: Point, settings: dict, fmt: NumberFormat) -> config.Config:
         k = settings["intff_block_size"]
         blocks = [min(k, p.depth - i) for i in range(0, p.depth, k)]
     ov = [f"model.arch={p.kind}", f"model.hidden={[p.width] * p.depth}",
-          f"model.channels={chans}", f"model.pool={p.pool}",
+          f"model.channels={chans}", f"model.pool={p.pool}", f"model.pool_every={p.pool_every}",
           f"objective.method={ {'dfo': 'df', 'bp_ckpt': 'bp'}.get(p.method, p.method) }",
           f"objective.block_size={settings['block_size'] if p.method == 'dfo' else 1}",
           f"objective.intff_blocks={blocks}",
@@ -237,63 +246,6 @@ def point_rows(p: Point, settings: dict, fmt: NumberFormat) -> list[dict]:
     return rows
 
 
-def _ratio_text(df: tuple, bp: tuple) -> str:
-    """'measured (predicted)' ratio of two (measured, predicted) peaks; bold when <= 0.4."""
-    (mdf, pdf), (mbp, pbp) = df, bp
-    pred = pdf / pbp
-    meas = mdf / mbp if mdf is not None and mbp else None
-    txt = f"{meas:.2f} ({pred:.2f})" if meas is not None else f"({pred:.2f})"
-    return f"**{txt}**" if (meas if meas is not None else pred) <= 0.4 else txt
-
-
-def _table(title: str, batches: list[int], depths: list[int], cell) -> list[str]:
-    out = [f"\n**{title}**\n", "| depth | " + " | ".join(f"batch {b}" for b in batches) + " |",
-           "|---|" + "---|" * len(batches)]
-    return out + [f"| {d} | " + " | ".join(cell(b, d) for b in batches) + " |" for d in depths]
-
-
-def ratio_table(rows: list[dict]) -> str:
-    """Markdown: DF / BP and DF / BP-ckpt peak ratios, measured (predicted), per group x batch x depth."""
-    peak = {(r["method"], r["arch"], r["batch"], r["depth"], r["format"], r["optimizer"], r["grads"]):
-            (r["measured_bytes"], r["predicted_bytes"]) for r in rows if r["component"] == "peak"}
-    out = []
-    for arch, fmt, opt, grads in sorted({(k[1], k[4], k[5], k[6]) for k in peak if k[0] == "df"}):
-        have = {(k[2], k[3]) for k in peak
-                if k[0] == "df" and (k[1], k[4], k[5], k[6]) == (arch, fmt, opt, grads)}
-
-        def cell(b, d, arch=arch, fmt=fmt, opt=opt, grads=grads, have=have):
-            key = (arch, b, d, fmt, opt, grads)
-            if (b, d) not in have:
-                return ""
-            return " / ".join(_ratio_text(peak[("df",) + key], peak[(base,) + key])
-                              if (base,) + key in peak else "–" for base in ("bp", "bp_ckpt"))
-        sim = " (simulator peaks)" if fmt != "float32" else ""
-        out += _table(f"{arch}, {fmt}, {opt}, grads {grads}{sim}: peak DF / BP and DF / BP-ckpt, "
-                      "measured (predicted); bold: DF <= 40%", sorted({b for b, _ in have}),
-                      sorted({d for _, d in have}), cell)
-    return "\n".join(out) + "\n"
-
-
-def ratio_map(points: list[Point], settings: dict, formats: dict[str, NumberFormat]) -> str:
-    """Predicted-only DF / BP and DF / BP-ckpt peak ratios over map_batch x map_depth for every
-    (architecture, format, optimizer, grads) group of the float32 DF points: where DF <= 40%."""
-    groups = {replace(p, method="df", batch=1, depth=1): None for p in points if p.format == "float32"}
-    out = []
-    for g in groups:
-        def cell(b, d, g=g):
-            if g.kind == "cnn" and 28 // g.pool ** d < 1:
-                return "-"
-            spec = MemorySpec(g.layers(d), method="df", batch=b, optimizer=g.optimizer,
-                              block_size=settings["block_size"],
-                              checkpoint_every=settings["checkpoint_every"],
-                              fmt=formats[g.format], ctx=default_ctx(), free_grads=g.grads == "freed")
-            pk = {m: predict(replace(spec, method=m)).peak_bytes for m in ("df", "bp", "bp_ckpt")}
-            return " / ".join(_ratio_text((None, pk["df"]), (None, pk[m])) for m in ("bp", "bp_ckpt"))
-        out += _table(f"{g.arch}, {g.format}, {g.optimizer}, grads {g.grads}: predicted peak DF / BP "
-                      "and DF / BP-ckpt; bold: DF <= 40%", settings["map_batch"], settings["map_depth"], cell)
-    return "\n".join(out) + "\n"
-
-
 def write_csv(rows: list[dict], path: Path) -> None:
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
@@ -302,22 +254,6 @@ def write_csv(rows: list[dict], path: Path) -> None:
             w.writerow({**r, "rel_error": "" if r["rel_error"] is None else f"{r['rel_error']:.6f}",
                         "measured_bytes": "" if r["measured_bytes"] is None else r["measured_bytes"],
                         "predicted_bytes": "" if r["predicted_bytes"] is None else r["predicted_bytes"]})
-
-
-def summary(rows: list[dict]) -> str:
-    """Worst |rel_error| per component over the rows compared exactly."""
-    worst: dict[str, tuple[float, dict]] = {}
-    for r in rows:
-        if r["exact"] and r["rel_error"] is not None:
-            e = abs(r["rel_error"])
-            if r["component"] not in worst or e > worst[r["component"]][0]:
-                worst[r["component"]] = (e, r)
-    lines = ["| component | rows | worst abs rel_error | at |", "|---|---|---|---|"]
-    for comp, (e, r) in worst.items():
-        n = sum(1 for x in rows if x["component"] == comp and x["exact"] and x["rel_error"] is not None)
-        lines.append(f"| {comp} | {n} | {e:.2e} | {r['method']} {r['arch']} b{r['batch']} d{r['depth']} "
-                     f"{r['format']} {r['optimizer']} |")
-    return "\n".join(lines) + "\n"
 
 
 MEMORY_TASK = "experiments.memory_report:execute_point"
@@ -331,7 +267,10 @@ def memory_sweep(path: Path, settings: dict, formats: dict[str, NumberFormat], p
     runs = []
     for p in points:
         keys = POINT_SETTINGS + (("intff_block_size",) if p.method == "intff" else ())
-        text = json.dumps({"memory_point": dataclasses.asdict(p), "format": dataclasses.asdict(formats[p.format]),
+        point = dataclasses.asdict(p)
+        if p.pool_every == 1:  # the default: the keys of points stored before the field existed
+            del point["pool_every"]
+        text = json.dumps({"memory_point": point, "format": dataclasses.asdict(formats[p.format]),
                            "settings": {k: settings[k] for k in keys}},
                           sort_keys=True, separators=(",", ":"))
         label = " ".join(f"{k}={v}" for k, v in p.key().items())
@@ -387,6 +326,7 @@ def run_memory(config_path: str | Path, out: Path, args: argparse.Namespace) -> 
         return 1
     write_csv(rows, out / "memory.csv")
     from experiments.memory_plots import plot_memory
+    from experiments.memory_ratios import ratio_map, ratio_table, summary
     plot_memory(rows, out / "memory.png")
     table, worst = ratio_table(rows), summary(rows)
     amap = ratio_map(points, settings, formats)

@@ -1,6 +1,6 @@
 """Memory accountant: analytic training-memory model of DF (local and DF-O), FF, DeeperForward,
-IntFF, BP and BP with activation checkpointing, per architecture, number format, optimizer and
-batch size.
+IntFF, Scalable FF, BP and BP with activation checkpointing, per architecture (MLP, CNN, ResNet),
+number format, optimizer and batch size.
 
 `predict(spec)` replays one steady-state training step (grads and optimizer state from the
 previous step alive) on the symbolic tape with the layer tables of hw_models/memory_layers.py,
@@ -25,12 +25,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from hw_models.memory_layers import Ctx, LayerSpec, cnn_layers, mlp_layers  # noqa: F401 (re-export)
+from hw_models.memory_layers import Ctx, LayerSpec, cnn_layers, mlp_layers, resnet_layers  # noqa: F401
 from hw_models.memory_schedules import SCHEDULES
+from hw_models.memory_sff import head_params
 from hw_models.memory_tape import Tape
 from onchip_ff.errors import ConfigError
 
-METHODS = ("df", "dfo", "ff", "deeperforward", "intff", "bp", "bp_ckpt")
+METHODS = ("df", "dfo", "ff", "deeperforward", "intff", "sff", "bp", "bp_ckpt")
 OPTIMIZERS = ("sgd", "momentum", "adam")
 COMPONENTS = ("weights", "master_copy", "optimizer", "inputs", "activations", "gradients", "workspace")
 
@@ -136,12 +137,12 @@ class Prediction:
 
 
 def default_ctx(device: str = "cpu") -> Ctx:
-    """oneDNN pads conv channels to 16 on AVX-512 machines, to 8 otherwise."""
+    """oneDNN pads conv channels to 16 on AVX-512 machines, to 8 otherwise; the torch threads now."""
     if device != "cpu":
         return Ctx(device=device, conv_block=0)
     import torch
     cap = torch.backends.cpu.get_cpu_capability()
-    return Ctx(device="cpu", conv_block=16 if "512" in cap else 8)
+    return Ctx(device="cpu", conv_block=16 if "512" in cap else 8, threads=torch.get_num_threads())
 
 
 def spec_from_config(cfg, batch: int | None = None, method: str | None = None,
@@ -150,17 +151,14 @@ def spec_from_config(cfg, batch: int | None = None, method: str | None = None,
     """The MemorySpec of a resolved onchip_ff Config (method "dfo" when objective.block_size > 1;
     the fixed-point format when hardware.backend = "sim" on a digital array)."""
     obj, m = cfg.objective, cfg.model
-    if (method or obj.method) == "sff":
-        raise ConfigError("the memory accountant does not model objective.method = 'sff' yet "
-                          "(per-block auxiliary heads)")
-    if m.arch == "resnet":
-        raise ConfigError("the memory accountant does not model model.arch = 'resnet' yet "
-                          "(residual blocks)")
     if obj.method in ("ff", "intff") and obj.negatives != "random":
         raise ConfigError("the memory accountant models objective.negatives = 'random' only "
                           f"(got {obj.negatives!r}: hard negatives add an inference pass per class)")
-    layers = (mlp_layers(input_shape, m.hidden) if m.arch == "mlp"
-              else cnn_layers(input_shape, m.channels, m.kernel_size, m.pool, pool_every=m.pool_every))
+    if m.arch == "mlp":
+        layers = mlp_layers(input_shape, m.hidden)
+    else:
+        build = resnet_layers if m.arch == "resnet" else cnn_layers
+        layers = build(input_shape, m.channels, m.kernel_size, m.pool, pool_every=m.pool_every)
     dev = cfg.hardware.device
     fmt = NumberFormat()
     if cfg.hardware.backend == "sim" and dev.digital:
@@ -181,7 +179,7 @@ def spec_from_config(cfg, batch: int | None = None, method: str | None = None,
 class _Net:
     layer_params: list[list[int]]
     running: list[int | None]
-    head_params: list[list[int]]  # DF: centroids per block; BP: [weight, bias]
+    head_params: list[list[int]]  # DF: centroids per block; SFF: [weight, bias] per block; BP: one
     x: int
     y: int
     static: dict[str, int]
@@ -217,6 +215,8 @@ def _setup(tape: Tape, spec: MemorySpec) -> _Net:
         ends = [min(i + bsize, spec.depth) - 1 for i in range(0, spec.depth, bsize)]
         heads = [[param(c * math.prod(spec.layers[e].out_shape), c, False, spec.centroids == "learnable")]
                  for e in ends]
+    elif spec.method == "sff":
+        heads = [[param(*p) for p in head_params(layer, c)] for layer in spec.layers]
     elif spec.method in ("bp", "bp_ckpt"):
         d = math.prod(spec.layers[-1].out_shape)
         heads = [[param(c * d, c, True), param(c, c, False)]]

@@ -4,7 +4,8 @@ as programs on the symbolic tape (hw_models/memory_tape.py).
 
 Saved tensors follow PyTorch's derivative formulas (tools/autograd/derivatives.yaml; a product
 saves an operand only when the other needs a gradient): Linear saves its input; Conv2d its input;
-ReLU its output; max-pool its input and int64 indices of the pooled size; batch norm its input
+ReLU its output; max-pool its input and int64 indices of the pooled size; an add nothing (its
+gradient is the incoming one, for both operands: the residual shortcut); batch norm its input
 and two per-channel statistics (running statistics are buffers); dropout on CPU a float32 noise
 tensor of the input size (on CUDA a bool mask); length normalization the input, the norm and the
 denominator.  Transients are those of PyTorch 2.x's CPU kernels, including oneDNN's blocked
@@ -24,7 +25,9 @@ from onchip_ff.errors import ConfigError
 @dataclass(frozen=True)
 class LayerSpec:
     """One layer: "dense" = Linear [+ BatchNorm1d] + ReLU [+ Dropout] on the flattened input;
-    "conv" = Conv2d 'same' [+ BatchNorm2d] + ReLU [+ MaxPool(pool)] [+ Dropout]."""
+    "conv" = Conv2d 'same' [+ BatchNorm2d] + ReLU [+ MaxPool(pool)] [+ Dropout]; "res" =
+    onchip_ff.network.ResidualBlock (no batch norm or dropout): two Conv2d 'same' with bias, a
+    bias-free 1x1 Conv2d shortcut when the channels change, ReLUs, the add, [MaxPool(pool)]."""
 
     kind: str
     in_shape: tuple[int, ...]
@@ -46,12 +49,16 @@ class LayerSpec:
     def weight_shape(self) -> tuple[int, int]:
         """(rows, columns) of the layer's matrix: one output per row."""
         fan_in = math.prod(self.in_shape) if self.kind == "dense" else self.in_shape[0] * self.kernel ** 2
-        return self.out, fan_in
+        return self.out, fan_in  # "res": conv1's
 
     def params(self) -> list[tuple[int, int, bool]]:
         """(numel, rows, is_matrix) per parameter, in module order."""
         rows, cols = self.weight_shape
         ps = [(rows * cols, rows, True), (rows, rows, False)]
+        if self.kind == "res":  # conv1, conv2, [shortcut]
+            ps += [(rows * rows * self.kernel ** 2, rows, True), (rows, rows, False)]
+            if self.in_shape[0] != rows:
+                ps.append((rows * self.in_shape[0], rows, True))
         if self.batchnorm:
             ps += [(self.out, self.out, False)] * 2
         return ps
@@ -84,15 +91,25 @@ def cnn_layers(input_shape: tuple[int, ...], channels: tuple[int, ...], kernel: 
     return tuple(out)
 
 
+def resnet_layers(input_shape: tuple[int, ...], channels: tuple[int, ...], kernel: int = 3, pool: int = 2,
+                  pool_every: int = 1) -> tuple[LayerSpec, ...]:
+    """Residual blocks (model.arch = "resnet"), one LayerSpec each; max-pool after every
+    pool_every-th block."""
+    convs = cnn_layers(input_shape, channels, kernel, pool, pool_every=pool_every)
+    return tuple(LayerSpec("res", c.in_shape, c.out, kernel, c.pool) for c in convs)
+
+
 @dataclass(frozen=True)
 class Ctx:
     """Execution details that change transients: device ("cpu"/"cuda"), oneDNN channel block
     (16 on AVX-512, 8 otherwise, 0 = no blocked conv workspace), accumulator bytes of a
-    fixed-point MAC array (0 = float)."""
+    fixed-point MAC array (0 = float), torch threads (on one thread PyTorch runs 1x1
+    convolutions of batches below 16 without oneDNN)."""
 
     device: str = "cpu"
     conv_block: int = 16
     acc_bytes: int = 0
+    threads: int = 1
 
 
 def _rows(tape: Tape, tid: int) -> int:
@@ -129,36 +146,38 @@ def dropout(tape: Tape, ctx: Ctx, x: int, p: float) -> int:
 
 
 def _onednn(n: int, cin: int, cout: int, hw: int, k: int, block: int) -> tuple[int, int, int, int]:
-    """Blocked-layout buffers of a oneDNN convolution: input (not reordered for 1-3 channels),
-    weights, output; channels padded to the block."""
+    """Blocked-layout buffers of a oneDNN convolution: input (not reordered for 1-3 channels under
+    a k x k kernel, k > 1), weights, output; channels padded to the block."""
     pad = lambda c: -(-c // block) * block  # noqa: E731
-    in_b = n * pad(cin) * hw * 4 if cin > 3 else 0
-    w_b = pad(cout) * (pad(cin) if cin > 3 else cin) * k * k * 4
+    blocked_in = cin > 3 or k == 1
+    in_b = n * pad(cin) * hw * 4 if blocked_in else 0
+    w_b = pad(cout) * (pad(cin) if blocked_in else cin) * k * k * 4
     return in_b, w_b, n * pad(cout) * hw * 4, n * pad(cin) * hw * 4
 
 
-def mvm(tape: Tape, ctx: Ctx, spec: LayerSpec, x: int, w: int, b: int) -> int:
-    """Linear (addmm) or Conv2d: the layer's matrix-vector products."""
+def mvm(tape: Tape, ctx: Ctx, spec: LayerSpec, x: int, w: int, b: int | None) -> int:
+    """Linear (addmm) or Conv2d (b = None: without bias): the layer's matrix-vector products."""
     n = _rows(tape, x)
     rows, cols = spec.weight_shape
     hw = 1 if spec.kind == "dense" else spec.in_shape[1] * spec.in_shape[2]
     out_bytes = n * rows * hw * 4
     acc = n * rows * hw * ctx.acc_bytes
-    grads = (tape.nbytes(x), rows * cols * 4, rows * 4)
-    if spec.kind == "dense" or not ctx.conv_block or ctx.device != "cpu":
-        return tape.op((x, w, b), (n * rows * hw, 4, n), saves=(x,), grads=grads,
-                       fwd_peak=out_bytes + acc)
+    bias = 0 if b is None else rows * 4
+    ins = (x, w) if b is None else (x, w, b)
+    grads = (tape.nbytes(x), rows * cols * 4, bias)[:len(ins)]
+    plain = spec.kernel == 1 and n < 16 and ctx.threads == 1  # ATen's slow_conv2d, no workspace
+    if spec.kind == "dense" or not ctx.conv_block or ctx.device != "cpu" or plain:
+        return tape.op(ins, (n * rows * hw, 4, n), saves=(x,), grads=grads, fwd_peak=out_bytes + acc)
     cin = spec.in_shape[0]
     in_b, w_b, out_b, gi_b = _onednn(n, cin, rows, hw, spec.kernel, ctx.conv_block)
     fwd = max(in_b + w_b + out_b, out_b + out_bytes) + acc
     gw = rows * cols * 4
     if tape.requires(x):
         gi = tape.nbytes(x)
-        bwd = max(out_b + w_b + gi_b, gi + out_b + in_b + w_b, gi + gw + rows * 4)
+        bwd = max(out_b + w_b + gi_b, gi + out_b + in_b + w_b, gi + gw + bias)
     else:
-        bwd = max(out_b + in_b + w_b, gw + rows * 4)
-    return tape.op((x, w, b), (n * rows * hw, 4, n), saves=(x,), grads=grads, fwd_peak=fwd,
-                   bwd_peak=bwd)
+        bwd = max(out_b + in_b + w_b, gw + bias)
+    return tape.op(ins, (n * rows * hw, 4, n), saves=(x,), grads=grads, fwd_peak=fwd, bwd_peak=bwd)
 
 
 def maxpool(tape: Tape, x: int, spec: LayerSpec) -> int:
@@ -171,10 +190,29 @@ def maxpool(tape: Tape, x: int, spec: LayerSpec) -> int:
     return out
 
 
+def residual(tape: Tape, ctx: Ctx, spec: LayerSpec, x: int, params: list[int]) -> int:
+    """ResidualBlock: relu(conv2(relu(conv1(x))) + shortcut(x)) [+ max-pool], in Python's order of
+    evaluation; the shortcut convolution (channels change) saves x, which conv1 saved already."""
+    cin, h, w = spec.in_shape
+    r1 = relu(tape, mvm(tape, ctx, LayerSpec("conv", spec.in_shape, spec.out, spec.kernel), x,
+                        params[0], params[1]))
+    a2 = mvm(tape, ctx, LayerSpec("conv", (spec.out, h, w), spec.out, spec.kernel), r1, params[2], params[3])
+    tape.drop(r1)
+    short = x if cin == spec.out else mvm(tape, ctx, LayerSpec("conv", spec.in_shape, spec.out, 1), x,
+                                          params[4], None)
+    total = tape.op((a2, short), _numel(tape, a2), grads=(PASS, PASS))
+    tape.drop(a2)
+    if short != x:
+        tape.drop(short)
+    return maxpool(tape, relu(tape, total), spec)
+
+
 def layer_forward(tape: Tape, ctx: Ctx, spec: LayerSpec, x: int, params: list[int],
                   running: int | None = None) -> int:
-    """One DenseLayer / ConvLayer (plus optional batch norm and dropout) on input x (held by the
-    caller); returns its output, held by the caller."""
+    """One DenseLayer / ConvLayer (plus optional batch norm and dropout) or ResidualBlock on input
+    x (held by the caller); returns its output, held by the caller."""
+    if spec.kind == "res":
+        return residual(tape, ctx, spec, x, params)
     z = mvm(tape, ctx, spec, x, params[0], params[1])
     if spec.batchnorm:
         z = batchnorm(tape, z, spec.out, params[2:4], running)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hw_models import memory_layers as ml
+from hw_models import memory_sff
 from hw_models.memory_tape import PASS, Node, Tape
 
 if TYPE_CHECKING:
@@ -137,6 +138,29 @@ def _deeperforward(tape: Tape, spec: MemorySpec, net: _Net) -> None:
     tape.drop(x)
 
 
+def _sff(tape: Tape, spec: MemorySpec, net: _Net) -> None:
+    """ScalableForwardForward.train_step (reference/layer_local.py): block by block, forward on the
+    detached input (the data itself for block 0) -> head -> class goodness -> margin loss ->
+    backward through block and head -> their step; feature_norm of the detached block output
+    feeds the next block."""
+    x = net.x
+    for i, layer in enumerate(spec.layers):
+        tape.phase = f"block {i} forward"
+        h = ml.layer_forward(tape, spec.ctx, layer, x, net.layer_params[i], net.running[i])
+        good = memory_sff.goodness(tape, spec.ctx, layer, h, net.head_params[i], spec.n_classes)
+        loss = memory_sff.margin_loss(tape, good, net.y, spec.n_classes)
+        _train(tape, spec, [net.layer_params[i] + net.head_params[i]], loss, f"block {i}")
+        tape.phase = f"block {i} next input"
+        nxt = ml.feature_norm(tape, h, 1)
+        tape.drop(h)
+        tape.drop(good)
+        if x is not net.x:
+            tape.drop(x)
+        x = nxt
+    if x is not net.x:
+        tape.drop(x)
+
+
 def _intff(tape: Tape, spec: MemorySpec, net: _Net) -> None:
     """IntegratedForwardForward.train_step: 2N rows (label-embedded positives and shuffled-label
     negatives), block by block: forward through the block's layers -> FF goodness and loss of its
@@ -246,4 +270,4 @@ def _bp(tape: Tape, spec: MemorySpec, net: _Net) -> None:
 
 
 SCHEDULES = {"df": _df, "dfo": _df, "ff": _ff, "deeperforward": _deeperforward, "intff": _intff,
-             "bp": _bp, "bp_ckpt": _bp}
+             "sff": _sff, "bp": _bp, "bp_ckpt": _bp}

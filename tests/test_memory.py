@@ -12,7 +12,7 @@ from torch import nn
 
 from hw_models import memory_layers as ml
 from hw_models.memory import (METHODS, SCHEDULES, MemorySpec, NumberFormat, _setup, cnn_layers,
-                              mlp_layers, predict, spec_from_config)
+                              mlp_layers, predict, resnet_layers, spec_from_config)
 from hw_models.memory_layers import Ctx, LayerSpec
 from hw_models.memory_measure import (CheckpointedBackprop, SavedBytesMeter, cuda_peak, measure,
                                       storage_bytes)
@@ -230,9 +230,10 @@ def test_fixed_point_formats_use_the_format_bit_widths():
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("layers", [mlp_layers((1, 8, 8), (16, 12, 8)),
-                                    cnn_layers((3, 8, 8), (4, 8), batchnorm=True, dropout=0.2)])
+                                    cnn_layers((3, 8, 8), (4, 8), batchnorm=True, dropout=0.2),
+                                    resnet_layers((1, 8, 8), (4, 4, 8), pool_every=2)])
 def test_schedule_leaves_nothing_behind(method, layers):
-    if method == "intff" and layers[0].kind == "conv":
+    if method == "intff" and layers[0].kind != "dense":
         pytest.skip("IntFF is an MLP learner")
     spec = MemorySpec(layers, (layers[0].in_shape), n_classes=4, method=method, batch=5, optimizer="adam",
                       accumulate_goodness=True, weight_decay=0.1, intff_blocks=(2, 1))

@@ -60,7 +60,9 @@ def test_shipped_config_covers_batch_and_depth():
     assert {p.method for p in points} == set(METHODS)
     assert {p.kind for p in points if p.method == "deeperforward"} == {"mlp", "cnn"}
     assert {p.optimizer for p in points} == {"sgd", "momentum", "adam"}
-    assert {p.kind for p in points} == {"mlp", "cnn"}
+    assert {p.kind for p in points} == {"mlp", "cnn", "resnet"}
+    assert {p.kind for p in points if p.method == "sff"} == {"mlp", "cnn", "resnet"}
+    assert {p.pool_every for p in points if p.kind == "resnet"} == {2}
     assert {formats[p.format].acc_bits for p in points if p.format != "float32"} == {16, 32}
     assert {p.grads for p in points} == {"kept", "freed"}
 
@@ -90,6 +92,8 @@ def test_memory_command_writes_csv_png_and_ratios(tmp_path, capsys):
     assert (out / "memory.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ratios = (out / "ratios.md").read_text()
     assert "DF / BP" in ratios and "analytic map" in ratios and "| 24 |" in ratios
+    cnn_map = ratios.split("cnn-16-p2, float32, adam")[-1]  # the map; 24 pooled layers leave no pixel
+    assert "| 24 | - | - |" in cnn_map and "-: no such network" in cnn_map
     assert "worst abs rel_error" in capsys.readouterr().out
     # results are never overwritten
     assert main(["memory", str(cfg), "--out", str(out)]) == 2
