@@ -3,15 +3,12 @@ training on synthetic data, the ideal simulator, the CLI, the configs and model.
 
 from __future__ import annotations
 
-import copy
-import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from experiments.cli import main
 from onchip_ff import config
 from onchip_ff.data import load_dataset
 from onchip_ff.errors import ConfigError
@@ -20,7 +17,8 @@ from onchip_ff.objectives.deeperforward import class_cross_entropy, class_scores
 from onchip_ff.reference import build_learner
 from onchip_ff.trainer import train
 
-from learner_checks import assert_same_seed_same_steps, float_and_ideal_sim, assert_same_weights_and_scores
+from learner_checks import (assert_same_seed_same_steps, assert_same_weights_and_scores, assert_step_grads_are_local,
+                            cli_trains_and_rejects, float_and_ideal_sim)
 from conftest import SYNTHETIC
 from test_locality import _alive_graph_counts, _same, _snapshot
 
@@ -111,22 +109,16 @@ def test_gradients_equal_the_local_layer_loss_alone(arch):
     """Grads recorded during a full train_step equal those of each layer's own loss, computed
     separately on the layer's detached, normalized input."""
     learner, x, y = _learner(arch)
-    ref = copy.deepcopy(learner)
-    recorded = {}
-    for name, p in learner.named_parameters():
-        p.register_hook(lambda grad, name=name: recorded.setdefault(name, grad.clone()))
-    learner.train_step(x, y)
-    inp = feature_norm(x)
-    for k, layer in enumerate(ref.layers):
-        h, s = ref.layer_forward(k, inp)
-        loss = class_cross_entropy(s, y, ref.obj.score_scale)
-        params = {f"layers.{k}.{n}": p for n, p in layer.named_parameters()}
-        grads = torch.autograd.grad(loss, list(params.values()))
-        for (name, _), grad in zip(params.items(), grads):
-            assert torch.allclose(recorded[name], grad, rtol=1e-5, atol=1e-7), name
-            assert grad.abs().sum() > 0, name
-        inp = feature_norm(h.detach(), ref.groups)
-    assert set(recorded) == {n for n, _ in learner.named_parameters()}
+
+    def local_losses(ref):
+        inp = feature_norm(x)
+        for k, layer in enumerate(ref.layers):
+            h, s = ref.layer_forward(k, inp)
+            yield (class_cross_entropy(s, y, ref.obj.score_scale),
+                   {f"layers.{k}.{n}": p for n, p in layer.named_parameters()})
+            inp = feature_norm(h.detach(), ref.groups)
+
+    assert_step_grads_are_local(learner, x, y, local_losses)
 
 
 @pytest.mark.parametrize("norm", ["layer", "group"])
@@ -199,15 +191,9 @@ def test_channels_not_divisible_by_classes(arch, override, field):
 
 
 def test_cli_trains_and_rejects_bad_channels(tmp_path, capsys):
-    argv = ["train", "experiments/configs/deeperforward_mlp_fmnist.toml"] + [
-        a for s in SYNTHETIC + ["model.hidden=[20, 20]", "train.epochs=1"] for a in ("--set", s)]
-    assert main(argv + ["--out", str(tmp_path / "run"), "--no-progress"]) == 0
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["method"] == "deeperforward"
-    capsys.readouterr()
-    bad = argv + ["--set", "model.hidden=[20, 25]", "--out", str(tmp_path / "bad"), "--no-progress"]
-    assert main(bad) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "model.hidden" in err
+    metrics = cli_trains_and_rejects("experiments/configs/deeperforward_mlp_fmnist.toml", tmp_path, capsys,
+                                     "model.hidden=[20, 25]", "model.hidden")
+    assert metrics["method"] == "deeperforward"
 
 
 @pytest.mark.parametrize("name", CONFIGS)

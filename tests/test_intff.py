@@ -4,14 +4,11 @@ ideal simulator, the CLI, the shipped config and objective.intff_blocks validati
 
 from __future__ import annotations
 
-import copy
-import json
 import math
 
 import pytest
 import torch
 
-from experiments.cli import main
 from onchip_ff import config
 from onchip_ff.data import load_dataset
 from onchip_ff.errors import ConfigError
@@ -21,7 +18,8 @@ from onchip_ff.reference import build_learner
 from onchip_ff.reference.intff import group_blocks
 from onchip_ff.trainer import train
 
-from learner_checks import assert_same_seed_same_steps, float_and_ideal_sim, assert_same_weights_and_scores
+from learner_checks import (assert_same_seed_same_steps, assert_same_weights_and_scores, assert_step_grads_are_local,
+                            cli_trains_and_rejects, float_and_ideal_sim)
 from conftest import SYNTHETIC
 from test_locality import _alive_graph_counts, _same, _snapshot
 
@@ -152,22 +150,16 @@ def test_gradients_equal_the_local_block_loss_alone(arch):
     separately on the block's detached, normalized input; every layer of a block (its first one
     included) receives gradient."""
     learner, x, y = _learner(arch)
-    ref = copy.deepcopy(learner)
-    h = _stacked_input(learner, x, y)
-    recorded = {}
-    for name, p in learner.named_parameters():
-        p.register_hook(lambda grad, name=name: recorded.setdefault(name, grad.clone()))
-    learner.train_step(x, y)
-    for k, block in enumerate(ref.blocks):
-        out = ref.block_forward(k, h)
-        loss = block_loss(out, len(y), ref.obj.threshold)
-        params = {f"layers.{i}.{n}": p for i in block for n, p in ref.layers[i].named_parameters()}
-        grads = torch.autograd.grad(loss, list(params.values()))
-        for (name, _), grad in zip(params.items(), grads):
-            assert torch.allclose(recorded[name], grad, rtol=1e-5, atol=1e-7), name
-            assert grad.abs().sum() > 0, name
-        h = ref.to_next_block(k, out)
-    assert set(recorded) == {n for n, _ in learner.named_parameters()}
+
+    def local_losses(ref):
+        h = _stacked_input(ref, x, y)  # ref's generator is in the state the step started from
+        for k, block in enumerate(ref.blocks):
+            out = ref.block_forward(k, h)
+            yield (block_loss(out, len(y), ref.obj.threshold),
+                   {f"layers.{i}.{n}": p for i in block for n, p in ref.layers[i].named_parameters()})
+            h = ref.to_next_block(k, out)
+
+    assert_step_grads_are_local(learner, x, y, local_losses)
 
 
 def test_later_block_leaves_earlier_blocks_untouched():
@@ -255,15 +247,10 @@ def test_pcm_preset_trains_a_step():
 # ---- CLI and shipped config -----------------------------------------------------------------
 
 def test_cli_trains_and_rejects_bad_blocks(tmp_path, capsys):
-    argv = ["train", "experiments/configs/intff_mlp_fmnist.toml"] + [
-        a for s in SYNTHETIC + ["model.hidden=[20, 20, 20, 10, 10]", "train.epochs=1"] for a in ("--set", s)]
-    assert main(argv + ["--out", str(tmp_path / "run"), "--no-progress"]) == 0
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["method"] == "intff"
-    capsys.readouterr()
-    bad = argv + ["--set", "objective.intff_blocks=[3, 3]", "--out", str(tmp_path / "bad"), "--no-progress"]
-    assert main(bad) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "objective.intff_blocks" in err
+    metrics = cli_trains_and_rejects("experiments/configs/intff_mlp_fmnist.toml", tmp_path, capsys,
+                                     "objective.intff_blocks=[3, 3]", "objective.intff_blocks",
+                                     hidden="[20, 20, 20, 10, 10]")
+    assert metrics["method"] == "intff"
 
 
 def test_shipped_config_builds_and_scores():

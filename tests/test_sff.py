@@ -5,15 +5,12 @@ accountant's refusal."""
 
 from __future__ import annotations
 
-import copy
-import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from experiments.cli import main
 from hw_models.memory import predict, spec_from_config
 from onchip_ff import config
 from onchip_ff.data import load_dataset
@@ -24,7 +21,8 @@ from onchip_ff.objectives.sff import class_goodness, margin_loss
 from onchip_ff.reference import build_learner
 from onchip_ff.trainer import train
 
-from learner_checks import assert_same_seed_same_steps, float_and_ideal_sim, assert_same_weights_and_scores
+from learner_checks import (assert_same_seed_same_steps, assert_same_weights_and_scores, assert_step_grads_are_local,
+                            cli_trains_and_rejects, float_and_ideal_sim)
 from conftest import SYNTHETIC
 from test_locality import _alive_graph_counts, _same, _snapshot
 
@@ -246,23 +244,17 @@ def test_gradients_equal_the_local_block_loss_alone(arch):
     """Grads recorded during a full train_step equal those of each block's own loss, computed
     separately on the block's detached input; every parameter (shortcuts, heads) gets gradient."""
     learner, x, y = _learner(arch)
-    ref = copy.deepcopy(learner)
-    recorded = {}
-    for name, p in learner.named_parameters():
-        p.register_hook(lambda grad, name=name: recorded.setdefault(name, grad.clone()))
-    learner.train_step(x, y)
-    inp = x
-    for k in range(len(ref.layers)):
-        h, g = ref.layer_forward(k, inp)
-        loss = margin_loss(g, y, ref.obj.margin)
-        params = {f"layers.{k}.{n}": p for n, p in ref.layers[k].named_parameters()}
-        params.update({f"heads.{k}.{n}": p for n, p in ref.heads[k].named_parameters()})
-        grads = torch.autograd.grad(loss, list(params.values()))
-        for (name, _), grad in zip(params.items(), grads):
-            assert torch.allclose(recorded[name], grad, rtol=1e-5, atol=1e-7), name
-            assert grad.abs().sum() > 0, name
-        inp = feature_norm(h.detach())
-    assert set(recorded) == {n for n, _ in learner.named_parameters()}
+
+    def local_losses(ref):
+        inp = x
+        for k in range(len(ref.layers)):
+            h, g = ref.layer_forward(k, inp)
+            params = {f"layers.{k}.{n}": p for n, p in ref.layers[k].named_parameters()}
+            params.update({f"heads.{k}.{n}": p for n, p in ref.heads[k].named_parameters()})
+            yield margin_loss(g, y, ref.obj.margin), params
+            inp = feature_norm(h.detach())
+
+    assert_step_grads_are_local(learner, x, y, local_losses)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -374,17 +366,10 @@ def test_ff_runs_on_a_resnet_and_intff_refuses_it():
 # ---- CLI and shipped configs ------------------------------------------------------------------
 
 def test_cli_trains_and_rejects_bad_eval_layers(tmp_path, capsys):
-    argv = ["train", "experiments/configs/sff_mlp_fmnist.toml"] + [
-        a for s in SYNTHETIC + ["model.hidden=[20, 20]", "train.epochs=1"] for a in ("--set", s)]
-    assert main(argv + ["--out", str(tmp_path / "run"), "--no-progress"]) == 0
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["method"] == "sff" and metrics["status"] == "done"
+    metrics = cli_trains_and_rejects("experiments/configs/sff_mlp_fmnist.toml", tmp_path, capsys,
+                                     "objective.eval_layers=[2]", "objective.eval_layers")
+    assert metrics["method"] == "sff"
     assert "note" not in metrics["memory"] and metrics["memory"]["predicted_peak_bytes"] > 0
-    capsys.readouterr()
-    bad = argv + ["--set", "objective.eval_layers=[2]", "--out", str(tmp_path / "bad"), "--no-progress"]
-    assert main(bad) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "objective.eval_layers" in err
 
 
 @pytest.mark.parametrize("name", CONFIGS)

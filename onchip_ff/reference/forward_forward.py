@@ -4,6 +4,9 @@ Positive data carries the true label in its first n_classes inputs, negative dat
 (random or hardest).  Each layer: goodness = mean square of its activities, softplus loss around
 threshold theta, own optimizer; the next layer gets the detached, length-normalized activities.
 Inference tries every label and picks the one with the largest summed goodness.
+
+The schedule runs over blocks of layers trained as one unit (backprop inside a block only); for FF
+every layer is its own block.  Integrated FF (reference/intff.py) groups layers into larger blocks.
 """
 
 from __future__ import annotations
@@ -18,18 +21,30 @@ from onchip_ff.objectives.forward_forward import check_label_fits, embed_label, 
 
 
 class ForwardForward(nn.Module):
+    method = "ff"
+    unit = "layers"  # what objective.eval_layers indexes, for its error message
+
     def __init__(self, cfg: Config, input_shape: tuple[int, ...], n_classes: int,
                  generator: torch.Generator) -> None:
         super().__init__()
-        check_label_fits("ff", input_shape, n_classes)
+        check_label_fits(self.method, input_shape, n_classes)
         layers, self.shapes = build_layers(cfg.model, input_shape)
         self.layers = nn.ModuleList(layers)
         init_parameters(self.layers, generator)
         self.obj = cfg.objective
         self.n_classes = n_classes
         self.generator = generator
-        self.eval_layers = checked_eval_layers(self.obj.eval_layers, len(layers), "layers")
-        self.optimizers = [make_optimizer(layer.parameters(), cfg.train) for layer in self.layers]
+        self.blocks = self.group_layers(len(layers))
+        self.eval_blocks = checked_eval_layers(self.obj.eval_layers, len(self.blocks), self.unit)
+        self.optimizers = [make_optimizer([p for i in b for p in self.layers[i].parameters()], cfg.train)
+                           for b in self.blocks]
+
+    def group_layers(self, n_layers: int) -> list[list[int]]:
+        """Layer indices of each block: one layer per block."""
+        return [[i] for i in range(n_layers)]
+
+    def wrong_labels(self, y: torch.Tensor) -> torch.Tensor:
+        return random_wrong_labels(y, self.n_classes, self.generator)
 
     def embed(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return embed_label(x, labels, self.n_classes, self.obj.label_scale)
@@ -37,35 +52,48 @@ class ForwardForward(nn.Module):
     def negatives(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.obj.negatives == "hard":
             return hardest_wrong_labels(self.scores(x), y)
-        return random_wrong_labels(y, self.n_classes, self.generator)
+        return self.wrong_labels(y)
+
+    def block_forward(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        """Output of block k's last layer; gradients flow through all of the block's layers."""
+        for i in self.blocks[k]:
+            x = self.layers[i](x)
+        return x
+
+    def to_next_block(self, k: int, out: torch.Tensor) -> torch.Tensor:
+        return next_input(normalize(out.detach()), self.shapes[self.blocks[k][-1]],
+                          self.obj.next_input_scale)
+
+    def train_block(self, k: int, h: torch.Tensor, n_pos: int) -> tuple[torch.Tensor, float]:
+        """One local update of block k on [positives; negatives]; returns (next input, loss)."""
+        out = self.block_forward(k, h.detach())
+        g = ff_goodness(out)
+        loss = ff_loss(g[:n_pos], g[n_pos:], self.obj.threshold)
+        opt = self.optimizers[k]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return self.to_next_block(k, out), loss.item()
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        n = len(y)
         h = torch.cat([self.embed(x, y), self.embed(x, self.negatives(x, y))])
         losses = []
-        for i, layer in enumerate(self.layers):
-            out = layer(h.detach())
-            g = ff_goodness(out)
-            loss = ff_loss(g[:n], g[n:], self.obj.threshold)
-            opt = self.optimizers[i]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            h = next_input(normalize(out.detach()), self.shapes[i], self.obj.next_input_scale)
-        return {"loss": sum(losses) / len(losses), **{f"loss_{i}": v for i, v in enumerate(losses)}}
+        for k in range(len(self.blocks)):
+            h, loss = self.train_block(k, h, len(y))
+            losses.append(loss)
+        return {"loss": sum(losses) / len(losses), **{f"loss_{k}": v for k, v in enumerate(losses)}}
 
     @torch.no_grad()
     def scores(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C): summed goodness over the eval layers with label k written into the input."""
+        """(N, C): goodness summed over the eval blocks with label k written into the input."""
         cols = []
-        for k in range(self.n_classes):
-            h = self.embed(x, torch.full((len(x),), k, dtype=torch.long, device=x.device))
+        for label in range(self.n_classes):
+            h = self.embed(x, torch.full((len(x),), label, dtype=torch.long, device=x.device))
             total = torch.zeros(len(x), device=x.device)
-            for i, layer in enumerate(self.layers):
-                out = layer(h)
-                if i in self.eval_layers:
+            for k in range(len(self.blocks)):
+                out = self.block_forward(k, h)
+                if k in self.eval_blocks:
                     total += ff_goodness(out)
-                h = next_input(normalize(out), self.shapes[i], self.obj.next_input_scale)
+                h = self.to_next_block(k, out)
             cols.append(total)
         return torch.stack(cols, dim=1)
