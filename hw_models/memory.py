@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 
 from hw_models.memory_layers import Ctx, LayerSpec, cnn_layers, mlp_layers, resnet_layers  # noqa: F401
 from hw_models.memory_schedules import SCHEDULES
-from hw_models.memory_sff import head_params
+from hw_models.memory_sff import head_spec
 from hw_models.memory_tape import Tape
 from onchip_ff.errors import ConfigError
 
@@ -216,7 +216,7 @@ def _setup(tape: Tape, spec: MemorySpec) -> _Net:
         heads = [[param(c * math.prod(spec.layers[e].out_shape), c, False, spec.centroids == "learnable")]
                  for e in ends]
     elif spec.method == "sff":
-        heads = [[param(*p) for p in head_params(layer, c)] for layer in spec.layers]
+        heads = [[param(*p) for p in head_spec(layer, c).params()] for layer in spec.layers]
     elif spec.method in ("bp", "bp_ckpt"):
         d = math.prod(spec.layers[-1].out_shape)
         heads = [[param(c * d, c, True), param(c, c, False)]]

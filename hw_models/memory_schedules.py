@@ -116,49 +116,48 @@ def _ff(tape: Tape, spec: MemorySpec, net: _Net) -> None:
     tape.drop(out)
 
 
-def _deeperforward(tape: Tape, spec: MemorySpec, net: _Net) -> None:
-    """DeeperForward.train_step: feature_norm(x), then layer by layer: forward on the detached
-    input -> class scores (group means) -> cross-entropy -> own step; the normalized detached
-    output feeds the next layer."""
-    tape.phase = "input norm"
-    x = ml.feature_norm(tape, net.x, 1)
+def _layer_local(tape: Tape, spec: MemorySpec, net: _Net, x: int, unit: str, groups: int, head) -> None:
+    """LayerLocalLearner.train_step (reference/layer_local.py), shared by DeeperForward and SFF:
+    unit by unit, forward on the detached input x -> head(i, layer, h) = (loss, a tensor it keeps
+    until the next input is made, the head's parameters) -> backward and the unit's own step ->
+    feature_norm of the detached output (in `groups` groups) feeds the next unit.  x is the caller's
+    first input; it is dropped here unless it is the batch itself."""
     for i, layer in enumerate(spec.layers):
-        tape.phase = f"layer {i} forward"
+        tape.phase = f"{unit} {i} forward"
         h = ml.layer_forward(tape, spec.ctx, layer, x, net.layer_params[i], net.running[i])
-        scores = ml.class_scores(tape, h, spec.n_classes)
-        logits = ml.scale(tape, scores)  # score_scale * scores
-        loss = ml.cross_entropy(tape, logits, net.y)
-        _train(tape, spec, [net.layer_params[i]], loss, f"layer {i}")
-        tape.phase = f"layer {i} next input"
-        nxt = ml.feature_norm(tape, h, spec.feature_groups)
+        loss, kept, head_params = head(i, layer, h)
+        _train(tape, spec, [net.layer_params[i] + head_params], loss, f"{unit} {i}")
+        tape.phase = f"{unit} {i} next input"
+        nxt = ml.feature_norm(tape, h, groups)
         tape.drop(h)
-        tape.drop(scores)
-        tape.drop(x)
-        x = nxt
-    tape.drop(x)
-
-
-def _sff(tape: Tape, spec: MemorySpec, net: _Net) -> None:
-    """ScalableForwardForward.train_step (reference/layer_local.py): block by block, forward on the
-    detached input (the data itself for block 0) -> head -> class goodness -> margin loss ->
-    backward through block and head -> their step; feature_norm of the detached block output
-    feeds the next block."""
-    x = net.x
-    for i, layer in enumerate(spec.layers):
-        tape.phase = f"block {i} forward"
-        h = ml.layer_forward(tape, spec.ctx, layer, x, net.layer_params[i], net.running[i])
-        good = memory_sff.goodness(tape, spec.ctx, layer, h, net.head_params[i], spec.n_classes)
-        loss = memory_sff.margin_loss(tape, good, net.y, spec.n_classes)
-        _train(tape, spec, [net.layer_params[i] + net.head_params[i]], loss, f"block {i}")
-        tape.phase = f"block {i} next input"
-        nxt = ml.feature_norm(tape, h, 1)
-        tape.drop(h)
-        tape.drop(good)
+        tape.drop(kept)
         if x is not net.x:
             tape.drop(x)
         x = nxt
     if x is not net.x:
         tape.drop(x)
+
+
+def _deeperforward(tape: Tape, spec: MemorySpec, net: _Net) -> None:
+    """DeeperForward.train_step: feature_norm(x), then layer by layer: class scores (group means)
+    -> cross-entropy; the layers have no head parameters."""
+    def head(i, layer, h):
+        scores = ml.class_scores(tape, h, spec.n_classes)
+        logits = ml.scale(tape, scores)  # score_scale * scores
+        return ml.cross_entropy(tape, logits, net.y), scores, []
+
+    tape.phase = "input norm"
+    _layer_local(tape, spec, net, ml.feature_norm(tape, net.x, 1), "layer", spec.feature_groups, head)
+
+
+def _sff(tape: Tape, spec: MemorySpec, net: _Net) -> None:
+    """ScalableForwardForward.train_step: block by block from the batch itself: the block's
+    1x1-conv / Linear head -> class goodness -> margin loss, backward through block and head."""
+    def head(i, layer, h):
+        good = memory_sff.goodness(tape, spec.ctx, layer, h, net.head_params[i], spec.n_classes)
+        return memory_sff.margin_loss(tape, good, net.y, spec.n_classes), good, net.head_params[i]
+
+    _layer_local(tape, spec, net, net.x, "block", 1, head)
 
 
 def _intff(tape: Tape, spec: MemorySpec, net: _Net) -> None:

@@ -17,11 +17,6 @@ def head_spec(layer: LayerSpec, n_classes: int) -> LayerSpec:
     return LayerSpec("dense", shape, n_classes)
 
 
-def head_params(layer: LayerSpec, n_classes: int) -> list[tuple[int, int, bool]]:
-    """(numel, rows, is_matrix) of the head's weight and bias."""
-    return head_spec(layer, n_classes).params()
-
-
 def goodness(tape: Tape, ctx: Ctx, layer: LayerSpec, h: int, params: list[int], n_classes: int) -> int:
     """class_goodness(head(h)): the head's product saves h; square saves the head output a (its
     backward computes 2 * a, a copy of a and the product); on a conv block mean over the positions

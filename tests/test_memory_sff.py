@@ -12,14 +12,13 @@ import torch
 from experiments.cli import main
 from experiments.memory_report import load_memory_config, point_rows
 from hw_models.memory import MemorySpec, NumberFormat, mlp_layers, predict, resnet_layers, spec_from_config
-from hw_models.memory_measure import measure
 from onchip_ff import config
 from onchip_ff.errors import ConfigError
 from onchip_ff.reference.sff import ScalableForwardForward
 
-# as tests/test_memory_new_methods.py: these components exact, the peak within PEAK_TOL
-EXACT = ("weights", "optimizer", "inputs", "gradients", "activations")
-PEAK_TOL = 1e-3  # what is left is a few hundred bytes of oneDNN scratch and scalar temporaries
+from test_memory_new_methods import (PEAK_TOL, assert_fixed_point_components_match_the_simulator,
+                                     assert_prediction_matches_measurement)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -52,22 +51,12 @@ CASES = [  # (method, arch, widths, optimizer, batch, overrides)
 
 @pytest.mark.parametrize("method, arch, widths, opt, batch, extra", CASES)
 def test_components_and_peak_match_measurement(method, arch, widths, opt, batch, extra):
-    torch.set_num_threads(1)
-    cfg = _cfg(method, arch, widths, opt, extra)
-    pred = predict(spec_from_config(cfg, batch=batch, method=method))
-    meas = measure(cfg, method, batch, steps=2, with_cuda=False)
-    for comp in EXACT:
-        assert pred.components[comp] == meas[comp], comp
-    assert abs(pred.peak_bytes / meas["peak"] - 1) <= PEAK_TOL, (pred.peak_bytes, meas["peak"],
-                                                                  pred.peak_phase)
+    assert_prediction_matches_measurement(_cfg(method, arch, widths, opt, extra), method, batch)
 
 
 def test_fixed_point_sff_components_match_the_simulator():
     cfg = _cfg("sff", "mlp", [20, 20], "adam", ["hardware.backend=sim", "hardware.preset=fixed8"])
-    pred = predict(spec_from_config(cfg, batch=12))
-    meas = measure(cfg, "sff", 12, act_itemsize=1, with_cuda=False)
-    for comp in (*EXACT, "master_copy"):
-        assert pred.components[comp] == meas[comp], comp
+    assert_fixed_point_components_match_the_simulator(cfg, "sff", 12)
 
 
 def test_spec_from_config_reads_resnet_blocks_and_sff_heads():
