@@ -28,10 +28,30 @@ def _median_s(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def _entry(name: str, shape: str, sim: Callable, ref: Callable, repeats: int) -> dict:
-    sim_s, torch_s = _median_s(sim, repeats), _median_s(ref, repeats)
+def _entry(name: str, shape: str, sim: Callable, ref: Callable | None, repeats: int) -> dict:
+    """ref None: an entry with no torch equivalent (torch_s and ratio_to_torch null)."""
+    sim_s = _median_s(sim, repeats)
+    torch_s = None if ref is None else _median_s(ref, repeats)
     return {"name": name, "shape": shape, "sim_s": sim_s, "torch_s": torch_s,
-            "ratio_to_torch": sim_s / torch_s}
+            "ratio_to_torch": None if torch_s is None else sim_s / torch_s}
+
+
+def _device_entries(repeats: int, n: int = 1_000_000) -> list[dict]:
+    """Programming n PCM devices (uniform targets in [0, gmax]) and reading them 1 day later
+    (drift, frozen read noise): the deployment path of the pcm noise model."""
+    from hw_models.crossbar import read_out
+    from hw_models.noise.pcm import PCM
+    from hw_models.rng import NormalSource
+
+    model, rng = PCM(), np.random.default_rng(0)
+    target = rng.uniform(0, 25.0, n).astype(np.float32)
+    normals = NormalSource(rng)
+
+    def program_and_drift():
+        g_prog, state = model.program(target, 25.0, rng)
+        return read_out((model,), g_prog, state, 86400.0, normals)
+
+    return [_entry("pcm program + 1 day drift", f"{n:,} devices", program_and_drift, None, repeats)]
 
 
 def _mvm_entries(batch: int, repeats: int) -> list[dict]:
@@ -74,13 +94,14 @@ def _step_entries(batch: int, repeats: int) -> list[dict]:
 
 
 def run_bench(out: Path, batch: int = 256, repeats: int = 10) -> int:
-    entries = _mvm_entries(batch, repeats) + _step_entries(batch, repeats)
+    entries = _mvm_entries(batch, repeats) + _step_entries(batch, repeats) + _device_entries(repeats)
     meta = {"torch_threads": torch.get_num_threads(), "torch_version": torch.__version__,
             "numpy_version": np.__version__, "batch": batch, "repeats": repeats}
     (out / "bench.json").write_text(json.dumps({"meta": meta, "entries": entries}, indent=2) + "\n")
     print(f"{'name':<28}{'shape':<34}{'sim ms':>9}{'torch ms':>10}{'ratio':>8}")
     for e in entries:
-        print(f"{e['name']:<28}{e['shape']:<34}{e['sim_s'] * 1e3:>9.2f}{e['torch_s'] * 1e3:>10.2f}"
-              f"{e['ratio_to_torch']:>8.2f}")
+        ref = "–" if e["torch_s"] is None else f"{e['torch_s'] * 1e3:.2f}"
+        ratio = "–" if e["ratio_to_torch"] is None else f"{e['ratio_to_torch']:.2f}"
+        print(f"{e['name']:<28}{e['shape']:<34}{e['sim_s'] * 1e3:>9.2f}{ref:>10}{ratio:>8}")
     print(f"\n-> {out / 'bench.json'}")
     return 0

@@ -1,14 +1,24 @@
-"""The `onchip-ff` command line: train, demo, bench, deploy, memory, sweep, results, robustness, pipeline.  Errors meant for people become one line and exit 2."""
+"""The `onchip-ff` command line: train, demo, bench, deploy, memory, sweep, results, robustness, pipeline,
+crosscheck.  Errors meant for people become one line and exit 2."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
 from pathlib import Path
 
+from experiments.runner.executors import WORKER_ENV
 from onchip_ff.errors import ConfigError, OnchipError
+
+# Every command runs with the run processes' environment (idle OpenMP threads wait passively
+# instead of spinning against the numpy thread pool and other processes; measured in
+# experiments/runner/executors.py), set before torch or numba start their thread pools; a value
+# the user exported wins.
+for _name, _value in WORKER_ENV.items():
+    os.environ.setdefault(_name, _value)
 
 OUTPUT_FILES = ("metrics.json", "checkpoint.pt", "config.toml")
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -131,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "evaluate it 1 s .. 1 year after programming, with and without drift compensation")
     dp.add_argument("run_dir", help="the --out folder of an `onchip-ff train` run")
     dp.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                    help="hardware override (repeatable), e.g. hardware.preset=pcm, hardware.pcm.drift_nu_mean=0.08")
+                    help="hardware override (repeatable), e.g. hardware.preset=pcm, hardware.pcm.drift_scale=2")
     dp.add_argument("--seeds", type=int, default=1, help="programming-noise seeds (default 1)")
     dp.add_argument("--out", help="output folder (default RUN_DIR/deploy)")
     dp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
@@ -155,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_robustness_parser(sub)
     from experiments.pipeline import add_parser as add_pipeline_parser
     add_pipeline_parser(sub)
+    from experiments.crosscheck import add_parser as add_crosscheck_parser
+    add_crosscheck_parser(sub)
     return p
 
 

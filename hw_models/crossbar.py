@@ -17,8 +17,31 @@ from hw_models.blas import matmul
 from hw_models.device import DeviceConfig
 from hw_models.kernels.pcm import granular_targets
 from hw_models.kernels.program import one_sided_write
+from hw_models.kernels.readout import add_noise_clamped
 from hw_models.rng import NormalSource
-from hw_models.periphery import adc, compensation_factor, dac
+from hw_models.periphery import adc, compensation_factor, dac, drift_readout
+
+
+def read_out(noise, g: np.ndarray, state: dict, t_s: float, normals: NormalSource):
+    """Conductances (uS) of devices programmed to g (per-device `state`) as read t_s seconds after
+    programming: every model's drift, then the hard faults, then the read noise — frozen noise
+    (model.frozen_read) drawn now from `normals` and kept as max(g + sigma xi, 0) (aihwkit's clamp),
+    per-read noise returned as its variance (uS^2, None if none) for each MVM to draw.
+    Returns (g, var)."""
+    for model in noise:
+        g = model.drift(g, state, t_s)
+    for model in noise:
+        g = model.enforce(g, state)
+    var = None
+    for model in noise:
+        sigma = model.read_sigma_uS(g, state, t_s)
+        if sigma is None:
+            continue
+        if model.frozen_read:
+            g = add_noise_clamped(g, sigma, normals.standard_normal(g.shape))
+        else:
+            var = sigma * sigma if var is None else var + sigma * sigma
+    return g, var
 
 
 def _gather(a: np.ndarray, sel: np.ndarray) -> np.ndarray:
@@ -56,6 +79,10 @@ class _Subset(Mapping):
 
 
 class AnalogTile:
+    """One layer's weight matrix on analog crossbar tiles: programming, reads (forward and
+    transposed MVM through the periphery), writes (re-programming or pulsed updates), and time
+    after programming (drift, frozen read noise, global drift compensation)."""
+
     def __init__(self, weight: np.ndarray, device: DeviceConfig, rng: np.random.Generator) -> None:
         self.device = device
         self.rng = rng
@@ -80,8 +107,7 @@ class AnalogTile:
             self.g_prog.append(g)
             self.states.append(state)
         self._refresh()
-        self.calibration = self._calibration_read() if d.periphery.drift_compensation else None
-        self._compensation = 1.0  # the reference was just read: outputs need no rescaling
+        self._written()
 
     def _write_devices(self, target: np.ndarray, old: dict | None) -> tuple[np.ndarray, dict]:
         """Program stage of every model in the chain, then the hard faults; `old` is the state
@@ -102,11 +128,15 @@ class AnalogTile:
         return half * (1 + w_norm), half * (1 - w_norm)
 
     def set_time(self, t_s: float) -> None:
-        """Evaluate from now on at t_s seconds after programming (drift, read noise at t)."""
+        """Evaluate from now on at t_s seconds after programming: drift, read noise at t (frozen
+        read noise drawn anew), and the drift-compensation factor against the programmed state."""
         self.t_s = float(t_s)
         self._refresh()
-        if self.calibration is not None:
-            self._compensation = compensation_factor(self.calibration, self._calibration_read())
+        if self.device.periphery.drift_compensation:
+            if self._reference is None:  # readout of the state as programmed (aihwkit: program_weights)
+                inv = np.float32(1.0 / self.device.gmax_uS)
+                self._reference = self._readout((self.g_prog[0] - self.g_prog[1]) * inv, None)
+            self.compensation = compensation_factor(self._reference, self._readout(self.g_eff, self.read_var))
 
     def _refresh(self) -> None:
         """Conductances, effective weights and read variances of every device at time t_s."""
@@ -114,7 +144,8 @@ class AnalogTile:
 
     def _refresh_at(self, sel: np.ndarray, written: list[tuple[np.ndarray, dict]]) -> None:
         """_refresh for the selected devices only (mask or flat indices; every stage acts per
-        device, so this equals a full refresh bit for bit); written: (g_prog, state) of each
+        device, so this equals a full refresh bit for bit, except that frozen read noise is drawn
+        anew for these devices alone: the others keep theirs); written: (g_prog, state) of each
         polarity there."""
         g_now, g_eff, read_var = self._read_out(written)
         for i, part in enumerate(g_now):
@@ -126,25 +157,17 @@ class AnalogTile:
 
     def _read_out(self, devices) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None]:
         """(conductances at t_s per polarity, normalized effective weights, normalized read
-        variance or None) of (g_prog, state) pairs: drift, hard faults, read noise of each."""
+        variance or None) of (g_prog, state) pairs (read_out above for each)."""
         d = self.device
         gs, var = [], None
         for g, state in devices:
-            for model in d.noise:
-                g = model.drift(g, state, self.t_s)
-            for model in d.noise:
-                g = model.enforce(g, state)
-            for model in d.noise:
-                sigma = model.read_sigma_uS(g, state, self.t_s)
-                if sigma is not None:
-                    var = sigma * sigma if var is None else var + sigma * sigma
+            g, v = read_out(d.noise, g, state, self.t_s, self.normals)
+            if v is not None:
+                var = v if var is None else var + v
             gs.append(g)
         inv = np.float32(1.0 / d.gmax_uS)
         g_eff = ((gs[0] - gs[1]) * inv).astype(np.float32, copy=False)
         return gs, g_eff, None if var is None else (var * inv * inv).astype(np.float32, copy=False)
-
-    def _calibration_read(self) -> np.ndarray:
-        return self.g_eff.sum(axis=1)
 
     # ---- reads ----------------------------------------------------------------------------
     def weights(self) -> np.ndarray:
@@ -155,8 +178,8 @@ class AnalogTile:
         """y = W x for a batch x (N, in) -> (N, out)."""
         y = self._mvm(x, self.g_eff, self.read_var, self.device.tile_rows)
         y *= self.w_max.T
-        if self.calibration is not None:
-            y *= np.float32(self._compensation)
+        if self.compensation != 1.0:
+            y *= np.float32(self.compensation)
         return y
 
     def backward(self, d: np.ndarray) -> np.ndarray:
@@ -225,7 +248,7 @@ class AnalogTile:
         """Move the devices towards w_target (out, in) through the update path; returns the weights
         the devices now hold.  Ideal one-sided devices take a fused one-pass kernel."""
         d = self.device
-        if (not d.noise and d.pair_mapping == "one_sided" and self.calibration is None
+        if (not d.noise and d.pair_mapping == "one_sided" and not d.periphery.drift_compensation
                 and not d.write_granularity):
             w_target = np.ascontiguousarray(w_target, dtype=np.float32)
             out = np.empty_like(w_target)
@@ -239,16 +262,20 @@ class AnalogTile:
             self._reprogram_at(idx, w_new)
             rows = idx // self.in_features
             np.put(w_out, idx, np.take(self.g_eff, idx) * np.take(self.w_max[:, 0], rows))
-            self._recalibrate()
+            self._written()
             return w_out
         self.update(w_target - self.weights())
         return self.weights()
 
-    def _recalibrate(self) -> None:
-        """After a write the drift-compensation reference is the new state (written now)."""
-        if self.calibration is not None:
-            self.calibration = self._calibration_read()
-            self._compensation = 1.0
+    def _written(self) -> None:
+        """After programming or a write: outputs need no drift compensation now, and the
+        compensation reference (the readout of the programmed state) is taken again when a later
+        set_time needs it — so training writes never pay for a readout."""
+        self._reference: float | None = None
+        self.compensation = 1.0
+
+    def _readout(self, g_norm: np.ndarray, var_norm: np.ndarray | None) -> float:
+        return drift_readout(g_norm, var_norm, self.device.periphery, self.normals)
 
     def update(self, delta_w: np.ndarray) -> None:
         """Apply a requested weight change (out, in) through the devices' update model.
@@ -264,7 +291,7 @@ class AnalogTile:
         -1, 1), and only pairs with n != 0 are re-programmed: fresh programming noise for those
         alone, the other devices keep their conductance.  Device properties (state) persist."""
         self._update(delta_w)
-        self._recalibrate()
+        self._written()
 
     def _update(self, delta_w: np.ndarray) -> None:
         d = self.device

@@ -17,7 +17,7 @@ class DeviceConfig:
     tile_cols: int = 256  # crossbar columns (outputs) per tile
     weight_headroom: float = 1.0  # w_max = headroom * max|W| of each column at programming
     pair_mapping: str = "symmetric"  # "symmetric": G+-/ = gmax/2 (1 +- w); "one_sided": one device at 0
-    read_time_s: float = 20.0  # time after programming at which reads happen unless set_time is called
+    read_time_s: float = 0.0  # seconds after programming (aihwkit t_inference) at which reads happen unless set_time is called
     # one-sided pairs: smallest weight change one re-programming applies, normalized (fraction of
     # w_max); an update moves a pair by a stochastically rounded whole number of these increments,
     # and only pairs that move are re-programmed (AnalogTile.update).  0 = exact writes of every

@@ -24,7 +24,7 @@ class PeripheryConfig:
     out_bound: float = 12.0  # ADC full scale, normalized units (aihwkit default 12)
     out_noise: float = 0.0  # std of additive Gaussian output noise per tile read, normalized units
     bound_management: bool = False  # on ADC saturation, halve that input vector and read again (<= 3 times)
-    drift_compensation: bool = False  # rescale outputs by a calibration read taken at programming
+    drift_compensation: bool = False  # rescale outputs by the readout of the programmed state / the readout now
 
     def __post_init__(self) -> None:
         check(self.dac_bits == 0 or 2 <= self.dac_bits <= 16, "hardware.dac_bits", "0 (ideal) or 2..16",
@@ -63,9 +63,30 @@ def adc(y: np.ndarray, cfg: PeripheryConfig, noise: np.ndarray | None,
     return out, row_sat > 0
 
 
-def compensation_factor(reference: np.ndarray, now: np.ndarray) -> float:
-    """Global drift compensation: ratio of summed |outputs| of the calibration read at programming
-    time to the same read now (aihwkit GlobalDriftCompensation, src/aihwkit/inference/compensation/
-    drift.py)."""
-    denom = float(np.abs(now).sum())
-    return float(np.abs(reference).sum()) / denom if denom > 0 else 1.0
+def drift_readout(g_norm: np.ndarray, var_norm: np.ndarray | None, cfg: PeripheryConfig,
+                  normals) -> float:
+    """Global drift compensation's readout (aihwkit GlobalDriftCompensation: the mean |output| of
+    the one-hot inputs eye(in_size) read through the tile, src/aihwkit/inference/compensation/
+    drift.py:28-38): each one-hot input reads one normalized weight w through the periphery — the
+    DAC passes the 1 exactly, the device's per-read noise (var_norm, None = none) and the output
+    noise are added, the ADC digitizes — so the readout is mean |ADC(w + noise)| over all weights.
+    Bound management never acts: |w| <= 1 < out_bound for every sensible bound.  `normals`: a
+    hw_models.rng.NormalSource."""
+    if g_norm.size == 0:
+        return 0.0
+    y = np.ascontiguousarray(g_norm, dtype=np.float32).reshape(g_norm.shape[0], -1)
+    noise, sigma = None, cfg.out_noise
+    if var_norm is not None:
+        sd = np.sqrt(var_norm.reshape(y.shape) + np.float32(cfg.out_noise ** 2))
+        noise, sigma = normals.standard_normal(y.shape) * sd, 1.0
+    elif cfg.out_noise:
+        noise = normals.standard_normal(y.shape)
+    out, _ = adc(y, cfg, noise, sigma)
+    return float(np.abs(out).mean(dtype=np.float64))
+
+
+def compensation_factor(reference: float, now: float) -> float:
+    """Global drift compensation factor alpha = reference readout (of the devices as programmed) /
+    readout now (aihwkit BaseDriftCompensation.apply, compensation/base.py:56-59; its readouts are
+    clamped at >= 1e-4, drift.py:30); outputs are multiplied by alpha."""
+    return max(reference, 1e-4) / max(now, 1e-4)

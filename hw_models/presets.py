@@ -37,7 +37,9 @@ def _pcm() -> DeviceConfig:
     # PCM inference tile as aihwkit's InferenceRPUConfig + PCMLikeNoiseModel (Joshi et al., Nature
     # Comm. 11, 2473 (2020); Nandakumar et al. 2020): gmax 25 uS, one-sided pair mapping, 8-bit
     # DAC/ADC (inp_res = out_res = 1/254 in aihwkit's io parameters), out_bound 10, output noise
-    # 0.04 (the paper's measured 4%), global drift compensation.  Training re-programs pairs in
+    # 0.04 (the paper's measured 4%), global drift compensation.  Reads during training happen
+    # right after programming (read_time_s = 0: aihwkit's t_inference = 0, i.e. t = t0 = 20 s in
+    # the drift law, no drift, 1/f noise of 20 s).  Training re-programs pairs in
     # increments of write_granularity = 0.038 w_max (stochastically rounded, AnalogTile.update): the
     # model's own programming noise at mid conductance, sigma_prog(gmax / 2) = 0.26348 + 1.9650 / 2
     # - 1.1731 / 4 = 0.953 uS = 0.038 gmax (pcm.py polynomial), i.e. a re-programming cannot place a
@@ -45,7 +47,7 @@ def _pcm() -> DeviceConfig:
     # mixed-precision PCM training of Nandakumar et al., Front. Neurosci. 14, 406 (2020), there with
     # a digital accumulator, here unbiased by stochastic rounding.
     return DeviceConfig(
-        gmax_uS=25.0, pair_mapping="one_sided", weight_headroom=1.0, read_time_s=20.0,
+        gmax_uS=25.0, pair_mapping="one_sided", weight_headroom=1.0, read_time_s=0.0,
         write_granularity=0.038,
         periphery=PeripheryConfig(dac_bits=8, adc_bits=8, out_bound=10.0, out_noise=0.04,
                                   bound_management=True, drift_compensation=True),

@@ -47,3 +47,12 @@ class NormalSource:
 
         list(_pool().map(fill, range(STREAMS)))
         return out
+
+
+def standard_normal(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n float32 standard normals: from rng itself below MIN_PARALLEL, else from STREAMS children
+    spawned from rng (a NormalSource), filled on the thread pool (that advances rng's spawn counter,
+    not its own stream).  Deterministic for a given rng state and call sequence."""
+    if n < MIN_PARALLEL:
+        return rng.standard_normal(n, dtype=np.float32)
+    return NormalSource(rng).standard_normal((n,))

@@ -1,4 +1,5 @@
-"""Slow, obviously-correct numpy/python twins of every numba kernel (compared in tests).
+"""Slow, obviously-correct numpy/python twins of every numba kernel (compared in tests), and of
+the noise models' moment formulas where those are more than a closed form.
 
 Each twin is named after its kernel with a `naive_` prefix and says which tolerance the
 comparison uses (bit-exact for integer / fixed-point paths).
@@ -6,7 +7,9 @@ comparison uses (bit-exact for integer / fixed-point paths).
 
 from __future__ import annotations
 
-import numpy as np  # noqa: F401
+import math
+
+import numpy as np
 
 
 # ---- fixed-point formats and integer MVM (hw_models/kernels/{quantize,intmvm,adc}.py) --------
@@ -196,29 +199,43 @@ def naive_one_sided_write(w_target, w_max, gmax_uS):
 
 
 # ---- PCM path (hw_models/kernels/pcm.py) ------------------------------------------------------
-def naive_pcm_program(g_target, gmax, xi_prog, xi_nu, coeffs, noise_scale, ref_gmax, nu_mean, nu_std,
-                      q_coeff, q_exponent, q_floor, q_max):
+def naive_pcm_program(g_target, gmax, xi_prog, xi_nu, coeffs, noise_scale, ref_gmax, nu_law, nu_scale,
+                      nu_mean, nu_std, q_coeff, q_exponent, q_floor, q_max):
     """Twin of pcm_program's kernel given its pre-drawn normals (xi_prog / xi_nu None = that stage
-    off): the float32 numpy formulas of hw_models/noise/pcm.py (before the kernel) op for op.
-    Returns (g_prog, nu or None, q or None).  g_prog and nu bit-exact; q within 2 ulp: the power
-    here is correctly rounded (float64, then rounded to float32) and libm's powf in the kernel is
-    within 0.51 ulp of exact, so the two powers differ by at most 1 ulp, and q = coeff / power by
-    at most 2 ulp (g = 0 needs no power: q = min(coeff / floor, q_max) in both)."""
+    off; nu_law "aihwkit" or "constant"): the numpy formulas of hw_models/noise/pcm.py op for op.
+    Returns (g_prog, nu or None, q).  g_prog and the constant law's nu bit-exact (float32); the
+    aihwkit law's nu up to (0.0155 + 0.0125 |xi|) * drift_scale * ulp(ln g) + ulp(nu) apart: ln g
+    here is the float64 log rounded to float32, the kernel's is libm's logf (within 0.52 ulp, so at
+    most 1 ulp apart), and mu, sigma are linear in ln g with those slopes (an absolute bound: near
+    nu = 0 the fold |.| makes relative differences large); q (of the programmed conductance) within 2 ulp: the power here is correctly
+    rounded (float64, then rounded to float32) and libm's powf in the kernel is within 0.51 ulp of
+    exact, so the two powers differ by at most 1 ulp, and q = coeff / power by at most 2 ulp
+    (g = 0 needs no power: q = min(coeff / floor, q_max) in both)."""
     f32 = np.float32
     g = np.asarray(g_target, f32)
     gm = np.asarray(gmax, f32)
-    x = np.abs(g) / gm
+    nu = None
+    if xi_nu is not None and nu_law == "aihwkit":
+        x = np.maximum(np.abs(g) / gm, f32(1e-7))
+        log_g = np.log(x.astype(np.float64)).astype(f32).astype(np.float64)  # ln g rounded to float32
+        mu = np.clip(-0.0155 * log_g + 0.0244, 0.049, 0.1)
+        sd = np.clip(-0.0125 * log_g - 0.0059, 0.008, 0.045)
+        nu = (np.abs(mu + sd * xi_nu.astype(np.float64)) * np.float64(f32(nu_scale))).astype(f32)
+    elif xi_nu is not None:
+        nu = np.maximum(f32(nu_mean) + f32(nu_std) * xi_nu, f32(0)) * f32(nu_scale)
+    if xi_prog is None:
+        g_prog = g.copy()
+    else:
+        x = g / gm
+        poly = np.zeros_like(x) + f32(coeffs[-1])
+        for c in coeffs[-2::-1]:
+            poly = poly * x + f32(c)
+        sigma = np.maximum(poly, f32(0)) * (f32(noise_scale) * gm / f32(ref_gmax))
+        g_prog = np.maximum(g + sigma * xi_prog, f32(0))
+    x = np.abs(g_prog) / gm
     power = (x.astype(np.float64) ** np.float64(f32(q_exponent))).astype(f32)
     q = np.minimum(f32(q_coeff) / np.maximum(power, f32(q_floor)), f32(q_max))
-    nu = None if xi_nu is None else np.maximum(f32(nu_mean) + f32(nu_std) * xi_nu, f32(0))
-    if xi_prog is None:
-        return g.copy(), nu, q
-    x = g / gm
-    poly = np.zeros_like(x) + f32(coeffs[-1])
-    for c in coeffs[-2::-1]:
-        poly = poly * x + f32(c)
-    sigma = np.maximum(poly, f32(0)) * (f32(noise_scale) * gm / f32(ref_gmax))
-    return np.maximum(g + sigma * xi_prog, f32(0)), nu, q
+    return g_prog, nu, q
 
 
 def naive_granular_targets(w_in, w_max, g_eff, granularity, seed, from_target=False):
@@ -234,3 +251,73 @@ def naive_granular_targets(w_in, w_max, g_eff, granularity, seed, from_target=Fa
     idx = np.flatnonzero(n != 0)
     target = np.clip(g_eff.astype(np.float64) + n * granularity, -1.0, 1.0).astype(np.float32)
     return idx, target.reshape(-1)[idx], w_now
+
+
+def naive_pcm_conductance_moments(model, g_target_uS: float, gmax_uS: float, t_s: float):
+    """Twin of PCM.conductance_moments for one target, by direct numerical integration
+    (scipy.integrate.quad) over the densities of the three draws, none of the model's closed forms:
+      E[G^k] = E_nu[e^(-k L nu)] * E_prog[G_prog^k r_k(s(G_prog))],  k = 1, 2
+    E_nu over nu = drift_scale |Y| (aihwkit law) or drift_scale max(Y, 0) (constant law), Y normal;
+    E_prog over G_prog = max(g + sigma_prog Z, 0) (a point mass at 0, then the density on G > 0);
+    r_k(s) = E[max(1 + s Z, 0)^k] (frozen; per_read: E[(1 + s Z)^k]) written out from the truncated
+    normal's integrals; s = T q(G_prog).
+    Returns (mean, std)."""
+    from scipy import integrate
+    from scipy.stats import norm
+
+    g = abs(float(g_target_uS))
+    L = math.log((t_s + model.t0_s) / model.t0_s) if t_s > 0 else 0.0
+    T = model.read_noise_scale * math.sqrt(max(math.log((max(t_s, 0.0) + model.t0_s + model.t_read_s)
+                                                        / (2 * model.t_read_s)), 0.0))
+
+    def q(x):
+        power = (x / gmax_uS) ** model.read_1f_exponent
+        return min(model.read_1f_coeff / max(power, 1e-3), model.read_1f_max)
+
+    def r(k, s):
+        """E[max(1 + s Z, 0)^k] by the truncated-normal integrals: with a = 1/s,
+        E[(1 + s Z) 1{Z > -a}] = Phi(a) + s phi(a), E[(1 + s Z)^2 1{Z > -a}] = (1 + s^2) Phi(a) + s phi(a)."""
+        if s == 0:
+            return 1.0
+        if model.read_noise != "frozen":
+            return 1.0 if k == 1 else 1.0 + s * s
+        a = 1.0 / s
+        return (norm.cdf(a) + s * norm.pdf(a)) if k == 1 else ((1 + s * s) * norm.cdf(a) + s * norm.pdf(a))
+
+    def nu_factor(k):
+        if L == 0 or model.drift_scale == 0:
+            return 1.0
+        if model.drift_law == "aihwkit":
+            lg = math.log(max(g / gmax_uS, 1e-7))
+            mu = min(max(-0.0155 * lg + 0.0244, 0.049), 0.1)
+            sd = min(max(-0.0125 * lg - 0.0059, 0.008), 0.045)
+            fold = abs
+        else:
+            mu, sd = model.drift_nu_mean, model.drift_nu_std
+            fold = lambda y: max(y, 0.0)  # noqa: E731
+        c = k * L * model.drift_scale
+        return integrate.quad(lambda y: math.exp(-c * fold(y)) * norm.pdf(y, mu, sd), mu - 12 * sd, mu + 12 * sd,
+                              points=[0.0] if mu - 12 * sd < 0 < mu + 12 * sd else None, epsabs=0, epsrel=1e-11)[0]
+
+    poly = sum(c * (g / gmax_uS) ** i for i, c in enumerate(model.prog_coeff_uS))
+    sp = model.prog_noise_scale * max(poly, 0.0) * gmax_uS / model.prog_coeff_gmax_ref_uS
+    moments = []
+    for k in (1, 2):
+        f = lambda x: x ** k * r(k, T * q(x))  # noqa: E731
+        if sp == 0:
+            e = f(g)
+        else:
+            kinks = [gmax_uS * (model.read_1f_coeff / model.read_1f_max) ** (1 / model.read_1f_exponent)]
+            hi = g + 12 * sp
+            e = integrate.quad(lambda x: f(x) * norm.pdf(x, g, sp), 0.0, hi,
+                               points=[p for p in kinks if 0 < p < hi], limit=200, epsabs=0, epsrel=1e-10)[0]
+        moments.append(nu_factor(k) * e)
+    mean, second = moments
+    return mean, math.sqrt(max(second - mean * mean, 0.0))
+
+
+def naive_add_noise_clamped(g, sigma, xi):
+    """Twin of hw_models.kernels.readout.add_noise_clamped (bit-exact): float32 numpy, product then
+    sum then clamp."""
+    f32 = np.float32
+    return np.maximum(np.asarray(g, f32) + np.asarray(sigma, f32) * np.asarray(xi, f32), f32(0))

@@ -220,17 +220,20 @@ def _old_one_sided_update(tile, delta_w):
 
 
 def _device_arrays(tile):
-    return ([*tile.g_prog, tile.g_eff, tile.read_var, *tile.g_now]
-            + [v for s in tile.states for _, v in sorted(s.items())])
+    arrays = [*tile.g_prog, tile.g_eff, tile.read_var, *tile.g_now]
+    return [a for a in arrays if a is not None] + [v for s in tile.states for _, v in sorted(s.items())]
 
 
 @pytest.mark.jitfree
-@pytest.mark.parametrize("t_s", [20.0, 2e4])  # at t0 (no drift) and drifted
+@pytest.mark.parametrize("t_s", [0.0, 2e4])  # right after programming (no drift) and drifted
 def test_zero_write_granularity_reproduces_the_old_update_exactly(t_s):
+    """Per-read noise (the read-out the old update was written for; frozen noise: next test)."""
     import copy
+    from hw_models.noise.pcm import PCM
     rng = np.random.default_rng(11)
     w = (rng.standard_normal((40, 90)) * 0.03).astype(np.float32)
-    tile = AnalogTile(w, PCM_DEV, np.random.default_rng(12))
+    tile = AnalogTile(w, dataclasses.replace(PCM_DEV, noise=(PCM(read_noise="per_read"),)),
+                      np.random.default_rng(12))
     tile.set_time(t_s)
     for step in range(3):
         delta = (rng.standard_normal(w.shape) * 1e-3).astype(np.float32)
@@ -242,6 +245,31 @@ def test_zero_write_granularity_reproduces_the_old_update_exactly(t_s):
         for got, want in zip(_device_arrays(tile), _device_arrays(ref)):
             np.testing.assert_array_equal(got, want)
         np.testing.assert_array_equal(tile.weights(), ref.weights())
+
+
+@pytest.mark.jitfree
+def test_frozen_read_noise_is_kept_until_the_devices_are_written_or_the_time_changes():
+    """pcm's default read noise: drawn into the conductances when they are evaluated and then read
+    identically by every MVM; a masked re-write redraws it for the re-written devices only; a new
+    time redraws it everywhere; no per-read variance is left."""
+    rng = np.random.default_rng(15)
+    w = (rng.standard_normal((40, 90)) * 0.03).astype(np.float32)
+    dev = dataclasses.replace(PCM_DEV, periphery=PeripheryConfig())
+    tile = AnalogTile(w, dev, np.random.default_rng(16))
+    assert tile.read_var is None
+    x = rng.standard_normal((4, 90)).astype(np.float32)
+    np.testing.assert_array_equal(tile.forward(x), tile.forward(x))
+    assert not np.array_equal(tile.g_now[0], tile.g_prog[0])  # the frozen draw is in g_now
+    before = [g.copy() for g in tile.g_now]
+    delta = (rng.standard_normal(w.shape) * 1e-3).astype(np.float32)
+    delta[:15] = 0.0
+    tile.update(delta)
+    for old, new in zip(before, tile.g_now):
+        np.testing.assert_array_equal(new[:15], old[:15])
+        assert np.mean(new[15:] != old[15:]) > 0.45  # re-written (off devices at 0 stay 0)
+    again = [g.copy() for g in tile.g_now]
+    tile.set_time(0.0)
+    assert np.mean(tile.g_now[0][:15] != again[0][:15]) > 0.45
 
 
 @pytest.mark.jitfree

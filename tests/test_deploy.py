@@ -7,7 +7,7 @@ from experiments.cli import main
 
 from test_cli import DF_MLP, TINY
 
-ZERO_NOISE = ["hardware.pcm.prog_noise_scale=0", "hardware.pcm.drift_nu_mean=0", "hardware.pcm.drift_nu_std=0",
+ZERO_NOISE = ["hardware.pcm.prog_noise_scale=0", "hardware.pcm.drift_scale=0",
               "hardware.pcm.read_noise_scale=0", "hardware.out_noise=0", "hardware.adc_bits=0", "hardware.dac_bits=0"]
 
 

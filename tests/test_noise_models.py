@@ -13,7 +13,7 @@ import zlib
 
 import numpy as np
 import pytest
-from scipy.stats import binom
+from scipy.stats import binom, norm
 
 from hw_models.noise import get, names
 from hw_models.noise.base import STAGES, Ideal, NoiseModel
@@ -225,28 +225,58 @@ def test_documented_moments_match_samples(name, stage, t_s, dg):
 
 
 # ---- per model ----------------------------------------------------------------------------------
-def test_pcm_drift_exponent_recovered_by_log_log_fit():
-    """Each device: log G vs log t over [t0, 1e7 s] is a line of slope -nu (to float32 rounding).
-    Mean conductance: fitted exponent within 5 % of drift_nu_mean; the expected bias is the spread
-    of nu, log E[e^(-L nu)] ~ -L mu + L^2 s^2 / 2, i.e. about s^2 L_max / 2 = 0.0015 (3 %)."""
-    m = PCM()
+@pytest.mark.parametrize("law", ["aihwkit", "constant"])
+def test_pcm_drift_exponent_recovered_by_log_log_fit(law):
+    """Each device: log G vs log((t + t0) / t0) over t in [1 s, 1e7 s] is a line of slope -nu (to
+    float32 rounding), and no drift at t = 0 (the end of programming, aihwkit's t_inference = 0).
+    Mean conductance: its log-log slope equals the documented moments' within 2e-4 and, within
+    5 %, the mean exponent of the law at that conductance (the spread of nu bends it slightly)."""
+    m = PCM(drift_law=law)
     g = np.full(N, 0.5 * GMAX, F32)
     _, state = m.program(g, GMAX, np.random.default_rng(7))
-    t = np.logspace(math.log10(m.t0_s), 7, 16)
-    assert np.array_equal(m.drift(g, state, m.t0_s), g)
+    assert np.array_equal(m.drift(g, state, 0.0), g)
+    t = np.logspace(0, 7, 16)
     g_t = np.stack([m.drift(g, state, ti) for ti in t]).astype(np.float64)  # (T, N)
-    x = np.log(t / m.t0_s)
+    x = np.log((t + m.t0_s) / m.t0_s)
     slopes = np.polyfit(x, np.log(g_t[:, :2000]), 1)[0]
     np.testing.assert_allclose(-slopes, state["nu"][:2000], atol=2e-6)
     mean_slope = np.polyfit(x, np.log(g_t.mean(axis=1)), 1)[0]
-    assert abs(-mean_slope - m.drift_nu_mean) <= 0.05 * m.drift_nu_mean, mean_slope
+    mu, sd = m.nu_mean_std(g[:1], GMAX)
+    a = mu / sd  # mean of |Y| (aihwkit) or max(Y, 0) (constant), Y ~ N(mu, sd^2)
+    tail = sd * np.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
+    nu_mean = (mu * (1 - 2 * norm.cdf(-a)) + 2 * tail) if law == "aihwkit" else (mu * norm.cdf(a) + tail)
+    assert abs(-mean_slope - nu_mean[0]) <= 0.05 * nu_mean[0], (mean_slope, nu_mean)
     documented = np.polyfit(x, np.log([m.moments("drift", g[:1], GMAX, ti)[0][0] for ti in t]), 1)[0]
     assert abs(mean_slope - documented) <= 2e-4, (mean_slope, documented)
 
 
+@jitfree
+def test_pcm_nu_law_is_aihwkits_fit():
+    """mu(g) = clip(-0.0155 ln g + 0.0244, 0.049, 0.1), sigma(g) = clip(-0.0125 ln g - 0.0059, 0.008,
+    0.045) (aihwkit pcm.py:126-127) at hand-computed points, g floored at 1e-7; the constant law
+    returns its two fields; drift_nu_mean/std are refused with the aihwkit law."""
+    m = PCM()
+    g = np.array([1e-9, 1e-7, 0.05, 0.1, 0.5, 1.0]) * GMAX
+    mu, sd = m.nu_mean_std(g, GMAX)
+    lg = np.log(np.maximum(g / GMAX, 1e-7))
+    np.testing.assert_allclose(mu, np.clip(-0.0155 * lg + 0.0244, 0.049, 0.1), rtol=1e-12)
+    np.testing.assert_allclose(sd, np.clip(-0.0125 * lg - 0.0059, 0.008, 0.045), rtol=1e-12)
+    assert mu[0] == mu[1] == 0.1 and sd[0] == sd[1] == 0.045  # the off device: fastest, widest
+    assert mu[2] == pytest.approx(-0.0155 * math.log(0.05) + 0.0244) and mu[4] == 0.049
+    assert sd[3] == pytest.approx(-0.0125 * math.log(0.1) - 0.0059) and sd[5] == 0.008
+    c = PCM(drift_law="constant", drift_nu_mean=0.07, drift_nu_std=0.01)
+    assert [list(v) for v in c.nu_mean_std(g[:2], GMAX)] == [[0.07, 0.07], [0.01, 0.01]]
+    with pytest.raises(ConfigError, match="drift_nu_mean/drift_nu_std.*drift_law = 'constant'"):
+        PCM(drift_nu_mean=0.07)
+    for field, bad in (("drift_law", "linear"), ("read_noise", "sometimes")):
+        with pytest.raises(ConfigError, match=f"hardware.pcm.{field}"):
+            PCM(**{field: bad})
+
+
 def test_pcm_formulas_at_reference_points():
     """sigma_prog(g) = 0.26348 + 1.9650 g - 1.1731 g^2 uS at gmax 25 uS (and scaled with gmax), q
-    capped at 0.2, no read noise before t_read, no negative programmed conductance."""
+    capped at 0.2 and taken at the programmed conductance, the 1/f time factor at t0 for t = 0,
+    no negative programmed conductance."""
     m = PCM()
     for gn in (0.0, 0.3, 1.0):
         want = 0.26348 + 1.9650 * gn - 1.1731 * gn * gn
@@ -254,9 +284,12 @@ def test_pcm_formulas_at_reference_points():
         assert m._sigma_prog_uS(np.float32(gn * 50.0), 50.0)[()] == pytest.approx(2 * want, rel=1e-6)
     assert m._q(np.float32(0.0), GMAX)[()] == pytest.approx(0.2)
     assert m._q(np.float32(GMAX), GMAX)[()] == pytest.approx(0.0088)
+    assert m._time_factor(0.0) == pytest.approx(math.sqrt(math.log((20 + 250e-9) / 500e-9)))
+    assert m._time_factor(3600.0) == pytest.approx(math.sqrt(math.log((3620 + 250e-9) / 500e-9)))
     g = np.full(10, 5.0, F32)
-    _, state = m.program(g, GMAX, np.random.default_rng(0))
-    assert m.read_sigma_uS(g, state, 1e-7) is None
+    g_prog, state = m.program(g, GMAX, np.random.default_rng(0))
+    np.testing.assert_allclose(state["pcm.read_q"], m._q(g_prog, GMAX), rtol=3e-7)
+    assert not np.allclose(state["pcm.read_q"], m._q(g, GMAX))
     g_prog, _ = m.program(np.zeros(N, F32), GMAX, np.random.default_rng(1))
     assert g_prog.min() == 0 and 0.4 < np.mean(g_prog > 0) < 0.6
 

@@ -1,12 +1,14 @@
 """PCM kernels (hw_models/kernels/pcm.py) against their numpy twins in tests/naive.py: the fused
-program stage (bit-exact but q, see naive_pcm_program) and the granular write targets (bit-exact),
+program stage (bit-exact but q (<= 2 ulp) and the aihwkit law's nu (1 ulp of ln g), see
+naive_pcm_program) and the granular write targets (bit-exact),
 incl. edge sizes (1 device, empty, 2-D) and per-device gmax."""
 
 import numpy as np
 import pytest
 
-from hw_models.kernels.pcm import granular_targets, pcm_program
+from hw_models.kernels.pcm import NU_NONE, granular_targets, pcm_program
 from hw_models.noise.pcm import G_POW_FLOOR, PCM
+from hw_models.rng import standard_normal
 
 from naive import naive_granular_targets, naive_pcm_program
 
@@ -27,39 +29,47 @@ def _targets(shape, seed):
 
 def _params(m: PCM) -> dict:
     return dict(prog_coeff_uS=m.prog_coeff_uS, prog_noise_scale=m.prog_noise_scale,
-                prog_coeff_gmax_ref_uS=m.prog_coeff_gmax_ref_uS, drift_nu_mean=m.drift_nu_mean,
-                drift_nu_std=m.drift_nu_std, read_1f_coeff=m.read_1f_coeff,
+                prog_coeff_gmax_ref_uS=m.prog_coeff_gmax_ref_uS, nu_law=m._nu_law, nu_scale=m.drift_scale,
+                nu_mean=m.drift_nu_mean, nu_std=m.drift_nu_std, read_1f_coeff=m.read_1f_coeff,
                 read_1f_exponent=m.read_1f_exponent, read_1f_max=m.read_1f_max, q_floor=G_POW_FLOOR)
 
 
+MODELS = [PCM(), PCM(prog_noise_scale=0.0), PCM(drift_scale=0.0), PCM(drift_scale=1.7),
+          PCM(drift_law="constant"), PCM(drift_law="constant", drift_nu_mean=0.0, drift_nu_std=0.0),
+          PCM(prog_coeff_uS=(0.5,), read_1f_exponent=0.0)]
+
+
 @jitfree
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", SHAPES + [(200, 200)])  # 40k devices: drawn on the parallel streams
 @pytest.mark.parametrize("per_device_gmax", [False, True])
-@pytest.mark.parametrize("model", [PCM(), PCM(prog_noise_scale=0.0), PCM(drift_nu_mean=0.0, drift_nu_std=0.0),
-                                   PCM(prog_coeff_uS=(0.5,), read_1f_exponent=0.0)])
+@pytest.mark.parametrize("model", MODELS)
 def test_program_matches_twin(shape, per_device_gmax, model):
     g = _targets(shape, 0)
     gmax = (np.random.default_rng(1).uniform(20, 30, shape).astype(np.float32) if per_device_gmax
             else GMAX)
-    draw_nu, do_prog = model.drift_nu_std > 0 or model.drift_nu_mean > 0, model.prog_noise_scale > 0
-    got_g, got_nu, got_q = pcm_program(g, gmax, np.random.default_rng(2), draw_nu=draw_nu, draw_q=True,
-                                       **_params(model))
-    rng = np.random.default_rng(2)  # the kernel's draws, in its order
-    xi_nu = rng.standard_normal(g.size, dtype=np.float32).reshape(shape) if draw_nu else None
-    xi_prog = rng.standard_normal(g.size, dtype=np.float32).reshape(shape) if do_prog else None
+    draw_nu, do_prog = model._nu_law != NU_NONE, model.prog_noise_scale > 0
+    got_g, got_nu, got_q = pcm_program(g, gmax, np.random.default_rng(2), draw_q=True, **_params(model))
+    xi = standard_normal(np.random.default_rng(2), g.size * (draw_nu + do_prog))  # the kernel's draw:
+    xi_nu = xi[:g.size].reshape(shape) if draw_nu else None  # nu's, then the programming noise's
+    xi_prog = xi[g.size * draw_nu:].reshape(shape) if do_prog else None
     want_g, want_nu, want_q = naive_pcm_program(
         g, gmax, xi_prog, xi_nu, model.prog_coeff_uS, model.prog_noise_scale, model.prog_coeff_gmax_ref_uS,
-        model.drift_nu_mean, model.drift_nu_std, model.read_1f_coeff, model.read_1f_exponent, G_POW_FLOOR,
-        model.read_1f_max)
+        model.drift_law, model.drift_scale, model.drift_nu_mean, model.drift_nu_std, model.read_1f_coeff,
+        model.read_1f_exponent, G_POW_FLOOR, model.read_1f_max)
     for got in (got_g, got_nu, got_q):
         assert got is None or (got.shape == shape and got.dtype == np.float32)
     np.testing.assert_array_equal(got_g, want_g)
     assert (got_nu is None) == (want_nu is None)
-    if want_nu is not None:
+    if want_nu is not None and model.drift_law == "constant":
         np.testing.assert_array_equal(got_nu, want_nu)
+    elif want_nu is not None:  # ln g may be 1 float32 ulp apart (naive_pcm_program): nu moves by
+        log_g = np.log(np.maximum(np.abs(g) / np.float32(gmax), np.float32(1e-7)))  # at most
+        tol = model.drift_scale * (0.0155 + 0.0125 * np.abs(xi_nu)) * np.spacing(np.abs(log_g))
+        np.testing.assert_array_less(np.abs(got_nu - want_nu.astype(np.float64)),
+                                     1.01 * tol + np.spacing(want_nu))
     np.testing.assert_array_max_ulp(got_q, want_q, maxulp=2)
-    if model.read_1f_exponent > 0:  # off devices: q at the floor, no power taken
-        assert np.all(got_q[g == 0] == np.float32(model.read_1f_coeff / G_POW_FLOOR).clip(
+    if model.read_1f_exponent > 0:  # devices programmed to 0: q at the floor, no power taken
+        assert np.all(got_q[got_g == 0] == np.float32(model.read_1f_coeff / G_POW_FLOOR).clip(
             max=np.float32(model.read_1f_max)))
 
 
@@ -69,12 +79,14 @@ def test_program_leaves_inputs_and_flags_skip_outputs():
     g0 = g.copy()
     rng = np.random.default_rng(0)
     state = rng.bit_generator.state
-    out, nu, q = pcm_program(g, GMAX, rng, draw_nu=False, draw_q=False, **_params(PCM.zero()))
+    out, nu, q = pcm_program(g, GMAX, rng, draw_q=False, **_params(PCM.zero()))
     assert nu is None and q is None and np.array_equal(out, g) and out is not g
     assert rng.bit_generator.state == state  # nothing drawn
     np.testing.assert_array_equal(g, g0)
     with pytest.raises(ValueError, match="gmax_uS"):
-        pcm_program(g, np.ones(3, np.float32), rng, draw_nu=False, draw_q=True, **_params(PCM()))
+        pcm_program(g, np.ones(3, np.float32), rng, draw_q=True, **_params(PCM()))
+    with pytest.raises(ValueError, match="nu_law"):
+        pcm_program(g, GMAX, rng, draw_q=True, **{**_params(PCM()), "nu_law": 7})
 
 
 def _granular_case(shape, seed):

@@ -80,7 +80,8 @@ def test_sim_schedule_keeps_one_layer_graph_alive():
 
 def test_device_fields_and_noise_model_fields_are_overridable(tmp_path):
     cfg = config.load(None, ["hardware.backend=sim", "hardware.preset=pcm", "hardware.adc_bits=6",
-                             "hardware.tile_rows=128", "hardware.pcm.drift_nu_mean=0.07",
+                             "hardware.tile_rows=128", 'hardware.pcm.drift_law="constant"',
+                             "hardware.pcm.drift_nu_mean=0.07",
                              'hardware.noise=["pcm", "stuck_at"]', "hardware.stuck_at.p_stuck_low=0.01"])
     dev = cfg.hardware.device
     assert dev.periphery.adc_bits == 6 and dev.tile_rows == 128

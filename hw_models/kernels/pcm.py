@@ -5,22 +5,34 @@ re-programs, and to which targets).
 
 Model semantics and sources: hw_models/noise/pcm.py (aihwkit PCMLikeNoiseModel) and
 hw_models/crossbar.py (AnalogTile.update).  Slow twins: tests/naive.py (naive_pcm_program,
-naive_granular_targets).  Arithmetic mirrors the numpy formulas op for op in float32 with no
-fastmath (no reassociation, no FMA contraction), so both kernels equal their twins bit for bit,
-except q: its x**exponent is libm's powf here (within 0.51 ulp of exact; numpy's float32 power,
-which pcm.py used before this kernel, is within 1 ulp), so q may differ from a correctly rounded
-power by up to 2 ulp.
+naive_granular_targets).  Arithmetic mirrors the numpy formulas op for op with no fastmath (no
+reassociation, no FMA contraction), so both kernels equal their twins bit for bit, except two
+libm calls: q's x**exponent is libm's powf here (within 0.51 ulp of exact), so q may differ from
+a correctly rounded power by up to 2 ulp; the g-dependent drift exponent takes libm's logf (within
+0.52 ulp) where the twin rounds a float64 log, so its ln g may be 1 float32 ulp off, which moves
+nu by at most 4 ulp (tests/naive.py: naive_pcm_program).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from hw_models.kernels._jit import njit_fixed_parallel, njit_inline, prange
 from hw_models.kernels.quantize import seed_key, uniform_at
+from hw_models.rng import standard_normal
 
 F32 = np.float32
 
+# drift-exponent laws of the program kernel
+NU_NONE, NU_AIHWKIT, NU_CONSTANT = 0, 1, 2
+# aihwkit's g-dependent drift-exponent fit (src/aihwkit/inference/noise/pcm.py:123-128, commit
+# 4545f11b): mu(g) = clip(MU_SLOPE ln g + MU_OFFSET, MU_MIN, MU_MAX), likewise sigma(g), with
+# g = max(|G_target| / gmax, G_REL_FLOOR)
+MU_SLOPE, MU_OFFSET, MU_MIN, MU_MAX = -0.0155, 0.0244, 0.049, 0.1
+SD_SLOPE, SD_OFFSET, SD_MIN, SD_MAX = -0.0125, -0.0059, 0.008, 0.045
+G_REL_FLOOR = 1e-7  # aihwkit's _ZERO_CLIP
 
 # ---- scalar helpers ---------------------------------------------------------------------------
 @njit_inline
@@ -48,32 +60,47 @@ def one_over_f_amplitude(g_abs_norm, coeff, exponent, floor, q_max):
     return min(coeff / den, q_max)
 
 
+@njit_inline
+def aihwkit_nu(g_abs_norm, xi, scale):
+    """|mu(g) + sigma(g) xi| * scale from the float32 normalized target g: ln g in float32 (libm's
+    logf), the fit and the draw in float64, rounded once to float32 (aihwkit's fit, constants
+    above)."""
+    log_g = np.float64(math.log(max(g_abs_norm, F32(G_REL_FLOOR))))
+    mu = min(max(MU_SLOPE * log_g + MU_OFFSET, MU_MIN), MU_MAX)
+    sd = min(max(SD_SLOPE * log_g + SD_OFFSET, SD_MIN), SD_MAX)
+    return np.float32(abs(mu + sd * np.float64(xi)) * scale)
+
+
 # ---- program stage of the "pcm" noise model ----------------------------------------------------
 @njit_fixed_parallel
-def _program_kernel(g_target, gmax, coeffs, noise_scale, ref_gmax, xi_prog, nu_mean, nu_std, xi_nu,
-                    q_coeff, q_exponent, q_floor, q_max, do_prog, do_nu, do_q, g_out, nu_out, q_out):
+def _program_kernel(g_target, gmax, coeffs, noise_scale, ref_gmax, xi_prog, nu_law, nu_scale, nu_mean,
+                    nu_std, xi_nu, q_coeff, q_exponent, q_floor, q_max, do_prog, do_q, g_out, nu_out,
+                    q_out):
     for i in prange(g_target.shape[0]):
         gt = g_target[i]
         gm = _at(gmax, i)
-        if do_q:
-            q_out[i] = one_over_f_amplitude(abs(gt) / gm, q_coeff, q_exponent, q_floor, q_max)
-        if do_nu:
-            nu_out[i] = max(nu_mean + nu_std * xi_nu[i], F32(0))
+        if nu_law == NU_AIHWKIT:
+            nu_out[i] = aihwkit_nu(abs(gt) / gm, xi_nu[i], np.float64(nu_scale))
+        elif nu_law == NU_CONSTANT:
+            nu_out[i] = max(nu_mean + nu_std * xi_nu[i], F32(0)) * nu_scale
+        g = gt
         if do_prog:
             sigma = max(horner(coeffs, gt / gm), F32(0)) * (noise_scale * gm / ref_gmax)
-            g_out[i] = max(gt + sigma * xi_prog[i], F32(0))
-        else:
-            g_out[i] = gt
+            g = max(gt + sigma * xi_prog[i], F32(0))
+        g_out[i] = g
+        if do_q:  # 1/f amplitude of the programmed conductance (aihwkit pcm.py:148)
+            q_out[i] = one_over_f_amplitude(abs(g) / gm, q_coeff, q_exponent, q_floor, q_max)
 
 
 def pcm_program(g_target_uS, gmax_uS, rng: np.random.Generator, *, prog_coeff_uS, prog_noise_scale,
-                prog_coeff_gmax_ref_uS, drift_nu_mean, drift_nu_std, read_1f_coeff,
-                read_1f_exponent, read_1f_max, q_floor, draw_nu: bool, draw_q: bool):
+                prog_coeff_gmax_ref_uS, nu_law: int, nu_scale, nu_mean, nu_std, read_1f_coeff,
+                read_1f_exponent, read_1f_max, q_floor, draw_q: bool):
     """Program targets g_target_uS (any shape) -> (g_prog, nu or None, q or None), float32 of that
-    shape.  Draws from rng, in this order: nu's standard normals (if draw_nu), then the programming
-    noise's (if prog_noise_scale > 0), each as one float32 array of the target's size (the order and
-    sizes of the numpy formulation, so a seed gives the same devices).  gmax_uS: a number or an array
-    of the target's shape (per-device gmax)."""
+    shape.  nu_law: NU_NONE (no drift exponent), NU_AIHWKIT (|mu(g) + sigma(g) xi| nu_scale, g the
+    normalized target) or NU_CONSTANT (max(nu_mean + nu_std xi, 0) nu_scale); q is the 1/f amplitude
+    of the programmed conductance.  Draws one hw_models.rng.standard_normal(rng, k n) array: nu's
+    normals (unless NU_NONE), then the programming noise's (if prog_noise_scale > 0), one float32 per
+    device each (k = how many of the two are drawn; nothing is drawn for k = 0).  gmax_uS: a number or an array of the target's shape (per-device gmax)."""
     g = np.ascontiguousarray(g_target_uS, dtype=F32)
     shape, n = g.shape, g.size
     g = g.reshape(n)
@@ -81,17 +108,19 @@ def pcm_program(g_target_uS, gmax_uS, rng: np.random.Generator, *, prog_coeff_uS
     if gmax.shape[0] not in (1, n):
         raise ValueError(f"gmax_uS must be a number or have the targets' shape {shape}, got "
                          f"{np.shape(gmax_uS)}")
-    do_prog = prog_noise_scale > 0
-    empty = np.empty(0, F32)
-    xi_nu = rng.standard_normal(n, dtype=F32) if draw_nu else empty
-    xi_prog = rng.standard_normal(n, dtype=F32) if do_prog else empty
+    if nu_law not in (NU_NONE, NU_AIHWKIT, NU_CONSTANT):
+        raise ValueError(f"nu_law must be NU_NONE, NU_AIHWKIT or NU_CONSTANT, got {nu_law!r}")
+    do_prog, draw_nu = prog_noise_scale > 0, nu_law != NU_NONE
+    xi = standard_normal(rng, n * (int(draw_nu) + int(do_prog)))  # one draw: nu's, then prog's
+    xi_nu = xi[:n] if draw_nu else xi[:0]
+    xi_prog = xi[n * int(draw_nu):]
     g_out = np.empty(n, F32)
     nu_out = np.empty(n if draw_nu else 0, F32)
     q_out = np.empty(n if draw_q else 0, F32)
     _program_kernel(g, gmax, np.asarray(prog_coeff_uS, F32), F32(prog_noise_scale),
-                    F32(prog_coeff_gmax_ref_uS), xi_prog, F32(drift_nu_mean), F32(drift_nu_std), xi_nu,
-                    F32(read_1f_coeff), F32(read_1f_exponent), F32(q_floor), F32(read_1f_max),
-                    do_prog, draw_nu, draw_q, g_out, nu_out, q_out)
+                    F32(prog_coeff_gmax_ref_uS), xi_prog, nu_law, F32(nu_scale), F32(nu_mean),
+                    F32(nu_std), xi_nu, F32(read_1f_coeff), F32(read_1f_exponent), F32(q_floor),
+                    F32(read_1f_max), do_prog, draw_q, g_out, nu_out, q_out)
     return (g_out.reshape(shape), nu_out.reshape(shape) if draw_nu else None,
             q_out.reshape(shape) if draw_q else None)
 

@@ -11,7 +11,10 @@ later stages need (drift exponents, stuck masks, ...).  Stages, each the identit
                                              (stuck masks, gmax spread, step spreads) are kept
                                              from it, not drawn again
   drift(g_prog_uS, state, t_s)              -> g_uS            deterministic given state, t >= 0
-  read_sigma_uS(g_uS, state, t_s)           -> std per device of one read (None = no read noise)
+  read_sigma_uS(g_uS, state, t_s)           -> std per device of one read (None = no read noise);
+                                             with `frozen_read` True the crossbar draws that
+                                             noise once per evaluation time and keeps
+                                             max(g + sigma xi, 0), else afresh at every MVM
   update(g_uS, dg_uS, gmax_uS, state, rng)  -> g_uS            applying a requested change
   enforce(g_uS, state)                      -> g_uS            re-impose hard faults after any write
 
@@ -55,6 +58,12 @@ class NoiseModel:
     def read_sigma_uS(self, g_uS: np.ndarray, state: dict[str, np.ndarray],
                       t_s: float) -> np.ndarray | None:
         return None
+
+    @property
+    def frozen_read(self) -> bool:
+        """True: the read noise is drawn once per evaluation time and kept (clamped at 0); False: a
+        fresh draw at every read."""
+        return False
 
     def update(self, g_uS: np.ndarray, dg_uS: np.ndarray, gmax_uS: float | np.ndarray,
                state: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
