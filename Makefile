@@ -7,7 +7,11 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 # CPU build of torch; on a machine whose pip finds no such file this installs the PyPI build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install install-test data demo test clean
+# Optional: IBM aihwkit 1.2.0 (CPU wheels for Python 3.12) in its own venv, for `onchip-ff crosscheck aihwkit`.
+PY312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12))
+AIHWKIT_VENV ?= .venv-aihwkit
+
+.PHONY: install install-test data demo test clean aihwkit-venv crosscheck
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -35,5 +39,15 @@ test: install-test
 	$(PY) -m pytest -q
 	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -m jitfree
 
+$(AIHWKIT_VENV)/bin/python:
+	@test -n "$(PY312)" || { echo "Python 3.12 not found: install it (pyenv install 3.12) or pass PY312=/path/to/python3.12"; exit 1; }
+	$(PY312) -m venv $(AIHWKIT_VENV)
+	$(AIHWKIT_VENV)/bin/pip install -q aihwkit==1.2.0
+
+aihwkit-venv: $(AIHWKIT_VENV)/bin/python
+
+crosscheck: install aihwkit-venv
+	$(VENV)/bin/onchip-ff crosscheck aihwkit --python $(AIHWKIT_VENV)/bin/python --out runs/crosscheck
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache *.egg-info
+	rm -rf $(VENV) $(AIHWKIT_VENV) runs .pytest_cache *.egg-info

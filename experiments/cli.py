@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import traceback
 from pathlib import Path
 
+from experiments.outdir import prepare_out_dir
 from experiments.runner.executors import WORKER_ENV
-from onchip_ff.errors import ConfigError, OnchipError
+from common.errors import ConfigError, OnchipError
 
 # Every command runs with the run processes' environment (idle OpenMP threads wait passively
 # instead of spinning against the numpy thread pool and other processes; measured in
@@ -20,7 +20,6 @@ from onchip_ff.errors import ConfigError, OnchipError
 for _name, _value in WORKER_ENV.items():
     os.environ.setdefault(_name, _value)
 
-OUTPUT_FILES = ("metrics.json", "checkpoint.pt", "config.toml")
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
@@ -33,35 +32,15 @@ class _Parser(argparse.ArgumentParser):
         raise ArgumentError(f"{message} (see `{self.prog} --help`)")
 
 
-def prepare_out_dir(out: str | None, stem: str, names: tuple[str, ...] = OUTPUT_FILES) -> Path:
-    """Create the output folder; refuse one that already holds results, or one we cannot write."""
-    path = Path(out) if out else Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"--out {path} is a file; pass a folder path")
-    clash = [n for n in names if (path / n).exists()]
-    if clash:
-        raise ConfigError(f"--out {path} already holds {', '.join(clash)}; nothing was overwritten. "
-                          "Pass a new --out folder or remove the old results")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".onchip-ff-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"--out {path} is not writable ({exc.strerror}); pass a folder you can "
-                          "write to") from None
-    return path
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from onchip_ff import config
     from onchip_ff.data import load_dataset
-    from onchip_ff.trainer import train
+    from experiments.observers import run_training
 
     cfg = config.load(args.config, args.set or [])
     data = load_dataset(cfg.data)  # data errors before any folder is created
     out = prepare_out_dir(args.out, Path(args.config).stem)
-    metrics = train(cfg, data, out_dir=out, progress=not args.no_progress)
+    metrics = run_training(cfg, data, out_dir=out, progress=not args.no_progress).metrics
     print(f"{cfg.objective.method} {cfg.model.arch} on {data.name}: test accuracy "
           f"{metrics['test_accuracy']:.4f}, train accuracy {metrics['train_accuracy']:.4f}, "
           f"{metrics['epochs']} epochs, {metrics['wall_s']:.1f} s -> {out}")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 
 G_NORM = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
 DEVICE_TIMES_S = {"1 h": 3600.0, "1 day": 86400.0, "1 month": 2.592e6, "1 year": 3.1536e7}

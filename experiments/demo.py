@@ -11,7 +11,7 @@ from pathlib import Path
 
 from onchip_ff import config
 from onchip_ff.data import load_dataset
-from onchip_ff.trainer import train
+from experiments.observers import run_training
 from experiments.plots import plot_histories
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -47,9 +47,7 @@ def run_demo(out: Path, epochs: int = 2, progress: bool = True, overrides: list[
     for name, cfg in cfgs.items():
         run_dir = out / name
         run_dir.mkdir(exist_ok=True)
-        m = train(cfg, data, out_dir=run_dir, progress=progress, desc=name)
-        m.pop("_learner")
-        results[name] = m
+        results[name] = run_training(cfg, data, out_dir=run_dir, progress=progress, desc=name).metrics
     plot_histories({n: m["history"] for n, m in results.items()}, out / "demo.png",
                    title="Fashion-MNIST, MLP 784-1000-1000-1000: float reference, sim/fixed8, sim/pcm")
     summary = {n: {k: m[k] for k in ("test_accuracy", "train_accuracy", "epochs", "wall_s")}

@@ -12,7 +12,7 @@ import torch
 from onchip_ff import config
 from onchip_ff.data import load_dataset
 from onchip_ff.deployment import deploy_config, evaluate_drift
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 from onchip_ff.trainer import accuracy
 
 TIMES_S = (1.0, 3600.0, 86400.0, 2.592e6, 3.1536e7)  # 1 s, 1 h, 1 day, 1 month, 1 year

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from hw_models.memory import METHODS  # noqa: E402
+from accountant.memory import METHODS  # noqa: E402
 
 STACK = (("weights", ("weights", "master_copy")), ("optimizer", ("optimizer",)),
          ("activations", ("activations",)), ("gradients", ("gradients",)),

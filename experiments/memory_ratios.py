@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from hw_models.memory import MemorySpec, NumberFormat, default_ctx, predict
+from accountant.memory import MemorySpec, NumberFormat, default_ctx, predict
 
 if TYPE_CHECKING:
     from experiments.memory_report import Point

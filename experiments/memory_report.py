@@ -19,13 +19,13 @@ import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hw_models.memory import (COMPONENTS, METHODS, OPTIMIZERS, NumberFormat, cnn_layers, mlp_layers, predict,
+from accountant.memory import (COMPONENTS, METHODS, OPTIMIZERS, NumberFormat, cnn_layers, mlp_layers, predict,
                               resnet_layers, spec_from_config)
 from hw_models.blas import set_threads
-from hw_models.memory_measure import measure
+from accountant.measure import measure
 import onchip_ff
 from onchip_ff import config
-from onchip_ff.errors import ConfigError, OnchipError
+from common.errors import ConfigError, OnchipError
 
 CSV_COLUMNS = ("method", "arch", "batch", "depth", "format", "optimizer", "component", "predicted_bytes",
                "measured_bytes", "rel_error", "grads", "measure", "exact", "note")

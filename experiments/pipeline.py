@@ -9,7 +9,7 @@ import argparse
 import json
 import time
 
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 
 
 def stage_line(s: dict) -> str:
@@ -33,7 +33,7 @@ def table(runs: list[dict]) -> str:
 def cmd_pipeline(args: argparse.Namespace) -> int:
     import torch
 
-    from experiments.cli import prepare_out_dir
+    from experiments.outdir import prepare_out_dir
     from onchip_ff import config
     from onchip_ff.pipeline import check_pipeline
     cfg = config.load(args.config, args.set or [])

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 
 STORE_NAME = "robustness.sqlite"
 

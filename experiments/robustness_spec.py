@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from onchip_ff import config
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 from experiments.runner.sweep import (Run, Sweep, _flatten, _seeds, canonical_json, config_key, read_tables,
                                       toml_value)
 

@@ -10,7 +10,7 @@ import numpy as np
 from hw_models.blas import matmul
 from hw_models.device import DeviceConfig
 from hw_models.formats import FixedPointFormat, accumulate_int, quantize, scale_for
-from onchip_ff.errors import OnchipError
+from common.errors import OnchipError
 
 
 class AccumulatorOverflow(OnchipError):

@@ -19,7 +19,7 @@ import numpy as np
 
 from hw_models.kernels import quantize as qk
 from hw_models.kernels.intmvm import checked_int_matmul, int_matmul, product_bound
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 
 ROUNDINGS = ("nearest", "stochastic")
 

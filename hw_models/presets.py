@@ -15,8 +15,8 @@ from typing import Any
 from hw_models.device import DeviceConfig
 from hw_models.noise import registry
 from hw_models.periphery import PeripheryConfig
-from onchip_ff.coerce import coerce as _coerce
-from onchip_ff.errors import ConfigError
+from common.coerce import coerce as _coerce
+from common.errors import ConfigError
 
 
 def _ideal() -> DeviceConfig:

@@ -16,8 +16,8 @@ from typing import Any
 
 import tomli_w
 
-from onchip_ff.coerce import coerce as _coerce
-from onchip_ff.errors import ConfigError
+from common.coerce import coerce as _coerce
+from common.errors import ConfigError
 
 
 def _check(ok: bool, name: str, rule: str, value: Any) -> None:

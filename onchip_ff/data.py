@@ -11,7 +11,7 @@ import numpy as np
 
 from onchip_ff.config import DataConfig
 from onchip_ff.corruption import intff_mix
-from onchip_ff.errors import DataError
+from common.errors import DataError
 
 DEBIAN_ROOT = Path("/usr/share/datasets/fashion-mnist")
 HOWTO = ("get Fashion-MNIST with `sudo apt-get install dataset-fashion-mnist` (files land in "

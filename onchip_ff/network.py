@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from onchip_ff.config import ModelConfig
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 
 
 class DenseLayer(nn.Module):

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from onchip_ff.config import Config
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 
 PIPELINE_METHODS = ("deeperforward", "sff")  # learners with prepare_input / train_layer
 

@@ -1,65 +1,25 @@
-"""Epoch loop: shuffling, evaluation, per-epoch history, atomic metrics/checkpoint files, progress."""
+"""The training loop: seeded initialization, shuffling, train_step per batch, evaluation and the
+per-epoch history, returning a RunResult.  Side effects (files, progress bar, memory probe,
+deployment) are Observers attached by the caller (experiments/observers.py)."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
-import os
 import platform
-import tempfile
 import time
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 import onchip_ff
-from onchip_ff import config as config_mod
+from common.errors import DivergedError
 from onchip_ff.config import Config
 from onchip_ff.data import Dataset
-from onchip_ff.errors import DivergedError
 from onchip_ff.reference import build_learner
-from hw_models.memory_measure import RunProbe
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename: never a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
-def atomic_torch_save(path: Path, obj: Any) -> None:
-    import io
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-class _NoBar:
-    """Stands in for the progress bar when progress is off (tqdm would still create its locks)."""
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix(self, **kwargs) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 @torch.no_grad()
@@ -85,7 +45,7 @@ def set_learning_rates(optimizers, t, step: int, total_steps: int) -> None:
 
 def check_device(cfg: Config) -> str:
     """The torch device of the run (train.device), or ConfigError when it cannot be used."""
-    from onchip_ff.errors import ConfigError
+    from common.errors import ConfigError
     device = cfg.train.device
     if device == "cuda":
         if cfg.hardware.backend != "torch":
@@ -97,10 +57,72 @@ def check_device(cfg: Config) -> str:
     return device
 
 
-def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: bool = True,
-          desc: str | None = None) -> dict[str, Any]:
-    """Train per cfg on data; if out_dir is given, write metrics.json, checkpoint.pt and
-    config.toml there (metrics and checkpoint rewritten atomically after every epoch)."""
+@dataclass
+class Run:
+    """What the observers see of a run in progress: its config and data, the learner, the metrics
+    dict being filled (metrics["history"] has one row per finished epoch), the epoch, the RNGs
+    (numpy: shuffling; torch: initialization) and the torch device."""
+
+    cfg: Config
+    data: Dataset
+    learner: Any
+    metrics: dict[str, Any]
+    rng: np.random.Generator
+    generator: torch.Generator
+    device: str
+    steps_per_epoch: int
+    epoch: int = 0
+
+
+@dataclass
+class RunResult:
+    """What train() returns: the trained learner (`model`: train_step, scores, state_dict), the final
+    metrics (as metrics.json holds them) and the per-epoch history."""
+
+    model: Any
+    metrics: dict[str, Any]
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.metrics["history"]
+
+
+class Observer:
+    """Hooks of train(), each a no-op here; the commands attach the observers of
+    experiments/observers.py (files, progress bar, memory probe, deployment).  Order of the calls:
+    on_start; per step `step(run, x, y)` (a context around train_step) and on_step; per epoch
+    before_eval (training steps done), then on_epoch (evaluated, history row added);
+    after_training (loop done), then on_end (metrics["status"] = "done"); close() always."""
+
+    def on_start(self, run: Run) -> None:
+        pass
+
+    def step(self, run: Run, x: torch.Tensor, y: torch.Tensor):
+        return contextlib.nullcontext()
+
+    def on_step(self, run: Run, step: int, loss: float) -> None:
+        pass
+
+    def before_eval(self, run: Run) -> None:
+        pass
+
+    def on_epoch(self, run: Run) -> None:
+        pass
+
+    def after_training(self, run: Run) -> None:
+        pass
+
+    def on_end(self, run: Run) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def train(cfg: Config, data: Dataset, observers: Sequence[Observer] = ()) -> RunResult:
+    """Train per cfg on data: seeded initialization, shuffling per epoch, train_step per batch,
+    test and train accuracy after every epoch; raises DivergedError on a non-finite loss.  Files,
+    progress, memory probes and deployment are observers (experiments/observers.py)."""
     t = cfg.train
     if t.threads:
         from hw_models.blas import set_threads
@@ -110,10 +132,7 @@ def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: boo
     generator = torch.Generator().manual_seed(t.seed)  # CPU generator on every device: same draws
     learner = build_learner(cfg, data.input_shape, data.n_classes, generator).to(device)
     n_eval = t.train_eval_samples or len(data.y_train)
-    memory = RunProbe(cfg, learner, data.input_shape, data.n_classes, min(t.batch_size, len(data.y_train)),
-                      steps=2 if device == "cpu" else 0)
     if device != "cpu":
-        memory.result["note"] = "not measured: the probe measures the CPU allocator (train.device = 'cpu')"
         x_all, y_all = torch.from_numpy(data.x_train).to(device), torch.from_numpy(data.y_train).to(device)
     metrics: dict[str, Any] = {
         "status": "running", "method": cfg.objective.method, "backend": cfg.hardware.backend,
@@ -124,16 +143,16 @@ def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: boo
         "history": [], "version": onchip_ff.__version__, "torch_version": torch.__version__,
         "threads": torch.get_num_threads(), "python": platform.python_version(), "device": device,
     }
-    if out_dir is not None:
-        (out_dir / "config.toml").write_text(config_mod.dumps(cfg))
     n = len(data.y_train)
     steps = math.ceil(n / t.batch_size)
+    run = Run(cfg, data, learner, metrics, rng, generator, device, steps)
     start = time.perf_counter()
     train_s = 0.0
-    bar = (tqdm(total=t.epochs * steps, desc=desc or cfg.objective.method, unit="step",
-                dynamic_ncols=True, leave=True, mininterval=0.5) if progress else _NoBar())
     try:
+        for o in observers:
+            o.on_start(run)
         for epoch in range(1, t.epochs + 1):
+            run.epoch = epoch
             t0 = time.perf_counter()
             learner.train()
             perm = rng.permutation(n)
@@ -146,17 +165,19 @@ def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: boo
                 else:  # the whole training set lives on the device
                     idx_t = torch.from_numpy(idx).to(device)
                     xb, yb = x_all[idx_t], y_all[idx_t]
-                with memory.step(xb, yb):  # profiles the first two steps of the run only
+                with contextlib.ExitStack() as stack:
+                    for o in observers:
+                        stack.enter_context(o.step(run, xb, yb))
                     step = learner.train_step(xb, yb)
                 if not math.isfinite(step["loss"]):
                     raise DivergedError(f"non-finite loss {step['loss']} at epoch {epoch}, step {s + 1}; "
                                         "lower train.lr or check the data normalization")
                 loss_sum += step["loss"]
-                bar.update(1)
-                if s % 20 == 0:
-                    bar.set_postfix(epoch=epoch, loss=f"{step['loss']:.4f}")
+                for o in observers:
+                    o.on_step(run, s, step["loss"])
             train_s += time.perf_counter() - t0
-            memory.finish()
+            for o in observers:
+                o.before_eval(run)
             learner.eval()
             test_acc = accuracy(learner, data.x_test, data.y_test, t.eval_batch_size, device)
             train_acc = accuracy(learner, data.x_train[:n_eval], data.y_train[:n_eval], t.eval_batch_size,
@@ -166,24 +187,15 @@ def train(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: boo
                                        "train_accuracy": train_acc, "test_accuracy": test_acc,
                                        "wall_s": wall})
             metrics.update(epochs=epoch, test_accuracy=test_acc, train_accuracy=train_acc,
-                           wall_s=wall, train_s=train_s, memory=memory.result)
-            bar.set_postfix(epoch=epoch, test_acc=f"{test_acc:.4f}")
-            if out_dir is not None:
-                atomic_torch_save(out_dir / "checkpoint.pt", {
-                    "model": learner.state_dict(), "optimizers": [o.state_dict() for o in learner.optimizers],
-                    "config": config_mod.to_dict(cfg), "epoch": epoch,
-                    "rng": rng.bit_generator.state, "torch_generator": generator.get_state()})
-                atomic_write_json(out_dir / "metrics.json", metrics)
+                           wall_s=wall, train_s=train_s)
+            for o in observers:
+                o.on_epoch(run)
+        for o in observers:
+            o.after_training(run)
+        metrics["status"] = "done"
+        for o in observers:
+            o.on_end(run)
     finally:
-        bar.close()
-    if cfg.deploy.preset:  # train-then-deploy: accuracy vs time after programming
-        from onchip_ff.deployment import evaluate_drift
-        d = cfg.deploy
-        metrics["deploy"] = evaluate_drift(
-            cfg, {k: v.cpu() for k, v in learner.state_dict().items()}, data, accuracy, [f"hardware.preset={d.preset}"], d.times_s,
-            d.compensation, [1000 * t.seed + i for i in range(d.draws)])
-    metrics["status"] = "done"
-    if out_dir is not None:
-        atomic_write_json(out_dir / "metrics.json", metrics)
-    metrics["_learner"] = learner
-    return metrics
+        for o in observers:
+            o.close()
+    return RunResult(learner, metrics)

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from onchip_ff import config
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments" / "configs"
 

@@ -10,7 +10,7 @@ from experiments.cli import main
 from onchip_ff import config
 from onchip_ff.corruption import intff_mix, intff_mix_parts, part_counts
 from onchip_ff.data import load_dataset
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 
 from conftest import SYNTHETIC, TINY_MLP
 

@@ -171,7 +171,7 @@ def test_same_seed_same_noisy_output():
 
 @pytest.mark.jitfree
 def test_bad_device_values_name_the_field():
-    from onchip_ff.errors import ConfigError
+    from common.errors import ConfigError
     for kw, field in [({"gmax_uS": 0}, "hardware.gmax_uS"), ({"tile_rows": 0}, "hardware.tile_rows"),
                       ({"weight_bits": 1}, "hardware.weight_bits"), ({"pair_mapping": "x"}, "hardware.pair_mapping")]:
         with pytest.raises(ConfigError, match=field):
@@ -335,7 +335,7 @@ def test_granular_writes_are_seed_deterministic():
 
 @pytest.mark.jitfree
 def test_bad_write_granularity_names_the_field():
-    from onchip_ff.errors import ConfigError
+    from common.errors import ConfigError
     for kw in ({"write_granularity": -0.1, "pair_mapping": "one_sided"},
                {"write_granularity": 1.5, "pair_mapping": "one_sided"},
                {"write_granularity": float("nan"), "pair_mapping": "one_sided"},

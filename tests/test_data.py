@@ -5,7 +5,7 @@ import pytest
 
 from onchip_ff import config
 from onchip_ff.data import load_dataset, load_fashion_mnist_raw, make_synthetic, read_idx
-from onchip_ff.errors import DataError
+from common.errors import DataError
 
 from conftest import HAVE_FMNIST, write_idx
 

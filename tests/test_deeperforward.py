@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from onchip_ff import config
 from onchip_ff.data import load_dataset
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 from onchip_ff.network import build_layers
 from onchip_ff.objectives.deeperforward import class_cross_entropy, class_scores, feature_norm
 from onchip_ff.reference import build_learner
@@ -160,7 +160,7 @@ def test_scores_sum_the_eval_layers():
 @pytest.mark.parametrize("arch, extra", [("mlp", []), ("cnn", []), ("cnn", ["objective.feature_norm=group"])])
 def test_training_beats_chance(arch, extra):
     cfg = _cfg(arch, extra=extra)
-    m = train(cfg, load_dataset(cfg.data), progress=False)
+    m = train(cfg, load_dataset(cfg.data)).metrics
     assert m["history"][-1]["loss"] < m["history"][0]["loss"]
     assert m["test_accuracy"] > 0.5, m["history"]  # chance is 0.1
 

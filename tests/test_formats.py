@@ -7,7 +7,7 @@ from naive import (naive_checked_matmul_kernel, naive_quantize_nearest_kernel,
                    naive_quantize_stochastic_kernel, naive_seed_key, naive_splitmix64, naive_uniform)
 
 from hw_models.formats import FixedPointFormat, accumulate_int, dequantize, quantize, scale_for
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 
 jitfree = pytest.mark.jitfree
 

@@ -11,7 +11,7 @@ import torch
 
 from onchip_ff import config
 from onchip_ff.data import load_dataset
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 from onchip_ff.network import DenseLayer
 from onchip_ff.objectives.intff import block_goodness, block_loss, shuffled_wrong_labels
 from onchip_ff.reference import build_learner
@@ -214,7 +214,7 @@ def test_hard_negatives_step():
 @pytest.mark.parametrize("arch", [DEEP, FLAT])
 def test_training_beats_chance(arch):
     cfg = _cfg(arch)
-    m = train(cfg, load_dataset(cfg.data), progress=False)
+    m = train(cfg, load_dataset(cfg.data)).metrics
     assert m["history"][-1]["loss"] < m["history"][0]["loss"]
     assert m["test_accuracy"] > 0.6, m["history"]  # chance is 0.1
 

@@ -10,13 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hw_models import memory_layers as ml
-from hw_models.memory import (METHODS, SCHEDULES, MemorySpec, NumberFormat, _setup, cnn_layers,
+from accountant import layers as ml
+from accountant.memory import (METHODS, SCHEDULES, MemorySpec, NumberFormat, _setup, cnn_layers,
                               mlp_layers, predict, resnet_layers, spec_from_config)
-from hw_models.memory_layers import Ctx, LayerSpec
-from hw_models.memory_measure import (CheckpointedBackprop, SavedBytesMeter, cuda_peak, measure,
+from accountant.layers import Ctx, LayerSpec
+from accountant.measure import (CheckpointedBackprop, SavedBytesMeter, cuda_peak, measure,
                                       storage_bytes)
-from hw_models.memory_tape import Tape
+from accountant.tape import Tape
 from onchip_ff import config
 from onchip_ff.network import ConvLayer, DenseLayer, normalize
 from onchip_ff.objectives.distance_forward import Centroids, npair_margin_loss

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from experiments.memory_report import Point, point_config, point_rows
-from hw_models.memory import METHODS, MemorySpec, NumberFormat, cnn_layers, mlp_layers, predict, spec_from_config
-from hw_models.memory_measure import measure
+from accountant.memory import METHODS, MemorySpec, NumberFormat, cnn_layers, mlp_layers, predict, spec_from_config
+from accountant.measure import measure
 from onchip_ff import config
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 from onchip_ff.reference.intff import IntegratedForwardForward
 
 EXACT = ("weights", "optimizer", "inputs", "gradients", "activations")  # compared exactly

@@ -9,8 +9,8 @@ import pytest
 
 from experiments.cli import main
 from experiments.memory_report import CSV_COLUMNS, load_memory_config
-from hw_models.memory import METHODS
-from onchip_ff.errors import ConfigError
+from accountant.memory import METHODS
+from common.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "experiments" / "configs" / "memory_fmnist.toml"

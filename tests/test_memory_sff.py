@@ -11,9 +11,9 @@ import torch
 
 from experiments.cli import main
 from experiments.memory_report import load_memory_config, point_rows
-from hw_models.memory import MemorySpec, NumberFormat, mlp_layers, predict, resnet_layers, spec_from_config
+from accountant.memory import MemorySpec, NumberFormat, mlp_layers, predict, resnet_layers, spec_from_config
 from onchip_ff import config
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 from onchip_ff.reference.sff import ScalableForwardForward
 
 from test_memory_new_methods import (PEAK_TOL, assert_fixed_point_components_match_the_simulator,

@@ -21,8 +21,8 @@ from hw_models.noise.gmax_variability import GmaxVariability
 from hw_models.noise.pcm import PCM
 from hw_models.noise.stuck_at import StuckAt
 from hw_models.noise.weight_quantization import WeightQuantization
-from onchip_ff.coerce import coerce
-from onchip_ff.errors import ConfigError
+from common.coerce import coerce
+from common.errors import ConfigError
 
 jitfree = pytest.mark.jitfree
 F32 = np.float32

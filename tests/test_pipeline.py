@@ -11,7 +11,7 @@ import torch
 from experiments.cli import main
 from onchip_ff import config
 from onchip_ff.data import load_dataset
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 from onchip_ff.pipeline import batch_plan, run_pipeline, split_layers
 from onchip_ff.reference import build_learner
 from onchip_ff.trainer import check_device, set_learning_rates

@@ -11,7 +11,7 @@ from hw_models.noise import get
 from hw_models.noise.pulsed_constant import PulsedConstant
 from hw_models.noise.pulsed_nonlinear import (PulsedNonlinear, curve_fraction, curve_position,
                                               normalized_weight)
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 
 jitfree = pytest.mark.jitfree
 F32 = np.float32

@@ -177,14 +177,14 @@ def test_inline_executor_stores_exceptions_and_matches_local(local_store, tmp_pa
     import torch
 
     import experiments.runner.worker as worker
-    real = worker.train
+    real = worker.run_training
 
     def flaky(cfg, data, **kwargs):
         if cfg.train.seed == 1:
             raise RuntimeError("boom\nsecond line")
         return real(cfg, data, **kwargs)
 
-    monkeypatch.setattr(worker, "train", flaky)
+    monkeypatch.setattr(worker, "run_training", flaky)
     threads = torch.get_num_threads()
     store = tmp_path / "inline.sqlite"
     try:

@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hw_models.memory import predict, spec_from_config
+from accountant.memory import predict, spec_from_config
 from onchip_ff import config
 from onchip_ff.data import load_dataset
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 from onchip_ff.network import ResidualBlock, build_layers
 from onchip_ff.objectives.deeperforward import feature_norm
 from onchip_ff.objectives.sff import class_goodness, margin_loss
@@ -312,7 +312,7 @@ def test_scores_sum_the_eval_blocks():
 @pytest.mark.parametrize("arch, epochs", [("mlp", 3), ("cnn", 4), ("resnet", 5)])
 def test_training_beats_chance(arch, epochs):
     cfg = _cfg(arch, epochs, extra=["train.batch_size=25"] if arch != "mlp" else [])
-    m = train(cfg, load_dataset(cfg.data), progress=False)
+    m = train(cfg, load_dataset(cfg.data)).metrics
     assert m["history"][-1]["loss"] < m["history"][0]["loss"]
     assert m["test_accuracy"] > 0.5, m["history"]  # chance is 0.1
 
@@ -336,7 +336,7 @@ def test_ideal_sim_steps_match_the_float_reference(arch):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_sim_ideal_trains(arch):
     cfg = _cfg(arch, 3, extra=["hardware.backend=sim", "hardware.preset=ideal", "train.batch_size=25"])
-    m = train(cfg, load_dataset(cfg.data), progress=False)
+    m = train(cfg, load_dataset(cfg.data)).metrics
     assert m["history"][-1]["loss"] < m["history"][0]["loss"]
     assert m["test_accuracy"] > 0.4, m["history"]  # measured 0.98 (mlp), 0.86 (cnn), 0.73 (resnet)
 
@@ -348,7 +348,7 @@ def test_sim_ideal_trains(arch):
     ("bp", 0.01, []), ("df", 3e-3, []), ("deeperforward", 0.03, ["model.channels=[10, 10, 20]"])])
 def test_other_rules_train_a_resnet(method, lr, extra):
     cfg = _cfg("resnet", 3, extra=extra, method=method, lr=lr)
-    m = train(cfg, load_dataset(cfg.data), progress=False)
+    m = train(cfg, load_dataset(cfg.data)).metrics
     assert m["history"][-1]["loss"] < m["history"][0]["loss"]
     assert m["test_accuracy"] > 0.5, m["history"]
 
@@ -357,7 +357,7 @@ def test_ff_runs_on_a_resnet_and_intff_refuses_it():
     """FF writes the label into the first pixels as on a CNN (where it barely learns, README):
     it runs without error; IntFF is MLP-only and says so."""
     cfg = _cfg("resnet", 1, method="ff")
-    m = train(cfg, load_dataset(cfg.data), progress=False)
+    m = train(cfg, load_dataset(cfg.data)).metrics
     assert math.isfinite(m["history"][0]["loss"])
     with pytest.raises(ConfigError, match="model.arch = 'mlp' only"):
         build_learner(_cfg("resnet", method="intff"), (1, 8, 8), 10, torch.Generator().manual_seed(0))

@@ -64,7 +64,7 @@ def test_parameters_hold_the_device_weights_after_each_step():
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_trains(preset):
     cfg = tiny_config("df", epochs=3, extra=["hardware.backend=sim", f"hardware.preset={preset}"])
-    m = train(cfg, load_dataset(cfg.data), progress=False)
+    m = train(cfg, load_dataset(cfg.data)).metrics
     assert m["backend"] == "sim" and np.isfinite(m["history"][-1]["loss"])
     assert m["test_accuracy"] > 0.5, m["history"]  # chance is 0.1
 
@@ -102,7 +102,7 @@ def test_device_fields_and_noise_model_fields_are_overridable(tmp_path):
     ("hardware.weight_bits=8", "hardware.noise"),
 ])
 def test_bad_device_overrides(override, field):
-    from onchip_ff.errors import ConfigError
+    from common.errors import ConfigError
     with pytest.raises(ConfigError, match=field):
         config.load(None, ["hardware.backend=sim", "hardware.preset=pcm", override])
 

@@ -22,7 +22,7 @@ from conftest import tiny_config
 ])
 def test_learns_synthetic_well_above_chance(method, arch, extra, epochs, floor):
     cfg = tiny_config(method, arch, epochs=epochs, extra=extra)
-    m = train(cfg, load_dataset(cfg.data), progress=False)
+    m = train(cfg, load_dataset(cfg.data)).metrics
     assert m["status"] == "done" and m["epochs"] == epochs and len(m["history"]) == epochs
     assert m["test_accuracy"] >= floor, m["history"]
 
@@ -31,12 +31,12 @@ def test_learns_synthetic_well_above_chance(method, arch, extra, epochs, floor):
 def test_same_seed_same_result(method):
     cfg = tiny_config(method, epochs=1)
     data = load_dataset(cfg.data)
-    a = train(cfg, data, progress=False)
-    b = train(cfg, data, progress=False)
-    c = train(tiny_config(method, epochs=1, extra=["train.seed=1"]), data, progress=False)
-    sa, sb, sc = (m["_learner"].state_dict() for m in (a, b, c))
+    a = train(cfg, data)
+    b = train(cfg, data)
+    c = train(tiny_config(method, epochs=1, extra=["train.seed=1"]), data)
+    sa, sb, sc = (r.model.state_dict() for r in (a, b, c))
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
+    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
 
 
@@ -52,19 +52,19 @@ def test_dfr_changes_the_loss_of_later_layers_only():
 
 
 def test_eval_layers_out_of_range_is_a_config_error():
-    from onchip_ff.errors import ConfigError
+    from common.errors import ConfigError
     cfg = tiny_config("df", extra=["objective.eval_layers=[5]"])
     with pytest.raises(ConfigError, match="objective.eval_layers"):
-        train(cfg, load_dataset(cfg.data), progress=False)
+        train(cfg, load_dataset(cfg.data))
 
 
 def test_cosine_schedule_decays_the_learning_rate_to_near_zero():
     cfg = tiny_config("df", epochs=2, extra=["train.lr_schedule=cosine"])
-    m = train(cfg, load_dataset(cfg.data), progress=False)
-    lrs = [g["lr"] for opt in m["_learner"].optimizers for g in opt.param_groups]
+    model = train(cfg, load_dataset(cfg.data)).model
+    lrs = [g["lr"] for opt in model.optimizers for g in opt.param_groups]
     assert all(0 < lr < 0.01 * cfg.train.lr for lr in lrs)
-    flat = train(tiny_config("df", epochs=2), load_dataset(cfg.data), progress=False)
-    assert all(g["lr"] == cfg.train.lr for opt in flat["_learner"].optimizers for g in opt.param_groups)
+    flat = train(tiny_config("df", epochs=2), load_dataset(cfg.data)).model
+    assert all(g["lr"] == cfg.train.lr for opt in flat.optimizers for g in opt.param_groups)
 
 
 def test_centroid_learning_rate_scale():

@@ -13,7 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 
 MAX_FAILURES_SHOWN = 10
 

@@ -20,7 +20,7 @@ from multiprocessing.connection import wait as wait_any
 from typing import Any
 
 from onchip_ff import __version__
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 
 PRELOAD = ["__main__", "experiments.runner.worker"]  # imported once, in the forkserver
 # Environment of the run processes. Idle OpenMP threads (torch's and numba's libgomp) spin by

@@ -1,6 +1,6 @@
 """Export a results store as an aligned text table or CSV, filtered by `--where KEY=VALUE`, where
 KEY is a store column (status, sweep, key, version, git_commit) or a config field such as
-objective.method or hardware.pcm.drift_nu_mean."""
+objective.method or hardware.pcm.drift_scale."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import tomllib
 from typing import Any, TextIO
 
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 from experiments.runner.store import STATUSES
 
 FILTER_COLUMNS = ("status", "sweep", "key", "version", "git_commit")

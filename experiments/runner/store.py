@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from onchip_ff.errors import OnchipError
+from common.errors import OnchipError
 
 APPLICATION_ID = 0x6F636666  # "ocff" in the SQLite header marks an onchip-ff results store
 SCHEMA_VERSION = 1  # PRAGMA user_version

@@ -14,7 +14,7 @@ from typing import Any
 
 from onchip_ff import config
 from onchip_ff.config import Config
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 
 TABLES = ("sweep", "fixed", "variants", "grid")
 SWEEP_KEYS = ("name", "base", "seeds")

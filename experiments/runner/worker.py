@@ -17,14 +17,15 @@ import torch._dynamo  # noqa: F401  torch.optim imports it lazily (~2 s)
 from hw_models.blas import set_threads
 import hw_models.presets  # noqa: F401  imported lazily by config (numba, scipy: ~0.7 s)
 import hw_models.torch_layers  # noqa: F401  imported lazily by the sim backend
+import accountant.measure  # noqa: F401  imported lazily by the memory probe (torch.profiler)
 import onchip_ff
 from onchip_ff.data import load_dataset
-from onchip_ff.errors import DivergedError, OnchipError
-from onchip_ff.trainer import train
+from common.errors import DivergedError, OnchipError
+from experiments.observers import run_training
 from experiments.runner.executors import failed
 from experiments.runner.sweep import config_from_json
 
-# The trainer's (disabled) bar would create tqdm's cross-process lock, a POSIX semaphore that a
+# A progress bar would create tqdm's cross-process lock, a POSIX semaphore that a
 # killed run leaves behind ("leaked semaphore" warnings); a run's process needs a thread lock only.
 tqdm.set_lock(threading.RLock())
 
@@ -36,8 +37,7 @@ def execute_run(config_json: str, threads: int) -> dict[str, Any]:
         cfg = config_from_json(config_json)
         set_threads(cfg.train.threads or threads)
         data = load_dataset(cfg.data)
-        metrics = train(cfg, data, progress=False)
-        metrics.pop("_learner", None)
+        metrics = run_training(cfg, data, progress=False).metrics
         return {"status": "done", "metrics": metrics, "version": onchip_ff.__version__}
     except DivergedError as exc:
         return failed(f"diverged: {exc}")

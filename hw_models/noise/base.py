@@ -30,7 +30,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 
 STAGES = ("program", "drift", "read", "update")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 
 from hw_models.noise.base import Ideal, NoiseModel
 

@@ -23,7 +23,7 @@ def check_label_fits(method: str, input_shape: tuple[int, ...], n_classes: int) 
     """ConfigError when an input has fewer values than there are classes (no room for the label)."""
     import math
 
-    from onchip_ff.errors import ConfigError
+    from common.errors import ConfigError
     if math.prod(input_shape) < n_classes:
         raise ConfigError(f"objective.method = {method!r} writes the label into the first {n_classes} "
                           f"inputs, but an input has only {math.prod(input_shape)} values")

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from onchip_ff.config import Config
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 from onchip_ff.network import build_layers, checked_eval_layers, init_parameters, make_optimizer
 from onchip_ff.objectives.deeperforward import class_cross_entropy, class_scores, feature_norm
 from onchip_ff.reference.layer_local import LayerLocalLearner

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from onchip_ff.config import Config
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 from onchip_ff.network import (build_layers, init_parameters, make_blocks, make_optimizer,
                                next_input, normalize)
 from onchip_ff.objectives.distance_forward import Centroids, npair_margin_loss

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from onchip_ff.config import Config
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 from onchip_ff.objectives.intff import shuffled_wrong_labels
 from onchip_ff.reference.forward_forward import ForwardForward
 

@@ -4,8 +4,8 @@ head, the mean-square class goodness and the log-sum-exp margin loss."""
 
 from __future__ import annotations
 
-from hw_models.memory_layers import Ctx, LayerSpec, mvm
-from hw_models.memory_tape import Tape
+from accountant.layers import Ctx, LayerSpec, mvm
+from accountant.tape import Tape
 
 
 def head_spec(layer: LayerSpec, n_classes: int) -> LayerSpec:

@@ -1,6 +1,6 @@
 """Per-layer-type memory tables of the accountant: for every op our networks and losses use, what
 autograd saves for backward, what the forward allocates, and what the backward allocates, written
-as programs on the symbolic tape (hw_models/memory_tape.py).
+as programs on the symbolic tape (accountant/tape.py).
 
 Saved tensors follow PyTorch's derivative formulas (tools/autograd/derivatives.yaml; a product
 saves an operand only when the other needs a gradient): Linear saves its input; Conv2d its input;
@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from hw_models.memory_tape import PASS, Tape
-from onchip_ff.errors import ConfigError
+from accountant.tape import PASS, Tape
+from common.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hw_models import memory_layers as ml
-from hw_models import memory_sff
-from hw_models.memory_tape import PASS, Node, Tape
+from accountant import layers as ml
+from accountant import sff as memory_sff
+from accountant.tape import PASS, Node, Tape
 
 if TYPE_CHECKING:
-    from hw_models.memory import MemorySpec, _Net
+    from accountant.memory import MemorySpec, _Net
 
 
 def _optimizer_step(tape: Tape, spec: MemorySpec, groups: list[list[int]]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typing
 from typing import Any
 
-from onchip_ff.errors import ConfigError
+from common.errors import ConfigError
 
 
 def coerce(name: str, value: Any, type_: Any) -> Any:

@@ -66,7 +66,7 @@ def _build(cfg, method, input_shape, n_classes, generator, checkpoint_every):
     from onchip_ff.reference import build_learner
     if method != "bp_ckpt":
         return build_learner(cfg, input_shape, n_classes, generator)
-    from hw_models.memory import checkpoint_segment
+    from accountant.memory import checkpoint_segment
     every = checkpoint_segment(cfg.model.depth, checkpoint_every)
     learner = CheckpointedBackprop(cfg, input_shape, n_classes, generator, every)
     if cfg.hardware.backend == "sim":
@@ -322,8 +322,8 @@ class RunProbe:
     its tiles' arrays (nbytes) and the numpy peak of those steps (tracemalloc)."""
 
     def __init__(self, cfg, learner, input_shape, n_classes: int, batch: int, steps: int = 2) -> None:
-        from hw_models.memory import predict, spec_from_config
-        from onchip_ff.errors import OnchipError
+        from accountant.memory import predict, spec_from_config
+        from common.errors import OnchipError
         self.learner, self.steps, self.done = learner, steps, 0
         self.sim = cfg.hardware.backend == "sim"
         self.prof: ProfiledSteps | None = None

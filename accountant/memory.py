@@ -3,9 +3,9 @@ IntFF, Scalable FF, BP and BP with activation checkpointing, per architecture (M
 number format, optimizer and batch size.
 
 `predict(spec)` replays one steady-state training step (grads and optimizer state from the
-previous step alive) on the symbolic tape with the layer tables of hw_models/memory_layers.py,
-following the learners' real update schedules (hw_models/memory_schedules.py after
-onchip_ff/reference/*.py; BP with checkpointing as hw_models/memory_measure.CheckpointedBackprop),
+previous step alive) on the symbolic tape with the layer tables of accountant/layers.py,
+following the learners' real update schedules (accountant/schedules.py after
+onchip_ff/reference/*.py; BP with checkpointing as accountant/measure.CheckpointedBackprop),
 and returns the components and the peak.
 
 Components (bytes): weights (float32 parameters and buffers; with hardware.weight_bits the layer
@@ -25,11 +25,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from hw_models.memory_layers import Ctx, LayerSpec, cnn_layers, mlp_layers, resnet_layers  # noqa: F401
-from hw_models.memory_schedules import SCHEDULES
-from hw_models.memory_sff import head_spec
-from hw_models.memory_tape import Tape
-from onchip_ff.errors import ConfigError
+from accountant.layers import Ctx, LayerSpec, cnn_layers, mlp_layers, resnet_layers  # noqa: F401
+from accountant.schedules import SCHEDULES
+from accountant.sff import head_spec
+from accountant.tape import Tape
+from common.errors import ConfigError
 
 METHODS = ("df", "dfo", "ff", "deeperforward", "intff", "sff", "bp", "bp_ckpt")
 OPTIMIZERS = ("sgd", "momentum", "adam")

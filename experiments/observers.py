@@ -1,0 +1,145 @@
+"""The observers the commands attach to onchip_ff.trainer.train: run files (config.toml, then
+metrics.json and checkpoint.pt rewritten atomically after every epoch), the progress bar, the
+memory probe (predicted vs measured peak bytes of the first steps, metrics["memory"]) and
+train-then-deploy (metrics["deploy"]); `run_training` trains with the standard set."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from onchip_ff import config as config_mod
+from onchip_ff.config import Config
+from onchip_ff.data import Dataset
+from onchip_ff.trainer import Observer, Run, RunResult, accuracy, train
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder and rename: never a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+class RunFiles(Observer):
+    """DIR/config.toml at the start; DIR/checkpoint.pt (model and optimizer state, resolved config,
+    epoch, RNG states) and DIR/metrics.json after every epoch, atomically; metrics.json again at
+    the end (status "done", deployment rows)."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+
+    def on_start(self, run: Run) -> None:
+        (self.out_dir / "config.toml").write_text(config_mod.dumps(run.cfg))
+
+    def on_epoch(self, run: Run) -> None:
+        atomic_torch_save(self.out_dir / "checkpoint.pt", {
+            "model": run.learner.state_dict(), "optimizers": [o.state_dict() for o in run.learner.optimizers],
+            "config": config_mod.to_dict(run.cfg), "epoch": run.epoch,
+            "rng": run.rng.bit_generator.state, "torch_generator": run.generator.get_state()})
+        atomic_write_json(self.out_dir / "metrics.json", run.metrics)
+
+    def on_end(self, run: Run) -> None:
+        atomic_write_json(self.out_dir / "metrics.json", run.metrics)
+
+
+class ProgressBar(Observer):
+    """A tqdm bar on stderr over all steps: loss every 20 steps, test accuracy after each epoch."""
+
+    def __init__(self, desc: str | None = None) -> None:
+        self.desc, self.bar = desc, None
+
+    def on_start(self, run: Run) -> None:
+        self.bar = tqdm(total=run.cfg.train.epochs * run.steps_per_epoch, desc=self.desc or run.cfg.objective.method,
+                        unit="step", dynamic_ncols=True, leave=True, mininterval=0.5)
+
+    def on_step(self, run: Run, step: int, loss: float) -> None:
+        self.bar.update(1)
+        if step % 20 == 0:
+            self.bar.set_postfix(epoch=run.epoch, loss=f"{loss:.4f}")
+
+    def on_epoch(self, run: Run) -> None:
+        self.bar.set_postfix(epoch=run.epoch, test_acc=f"{run.metrics['test_accuracy']:.4f}")
+
+    def after_training(self, run: Run) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class MemoryProbe(Observer):
+    """The accountant's predicted peak bytes of the run's training step and the bytes measured on
+    its first two steps (CPU runs only): metrics["memory"] (accountant/measure.py RunProbe)."""
+
+    def on_start(self, run: Run) -> None:
+        from accountant.measure import RunProbe
+        t = run.cfg.train
+        self.probe = RunProbe(run.cfg, run.learner, run.data.input_shape, run.data.n_classes,
+                              min(t.batch_size, len(run.data.y_train)), steps=2 if run.device == "cpu" else 0)
+        if run.device != "cpu":
+            self.probe.result["note"] = "not measured: the probe measures the CPU allocator (train.device = 'cpu')"
+
+    def step(self, run: Run, x: torch.Tensor, y: torch.Tensor):
+        return self.probe.step(x, y)  # profiles the first two steps of the run only
+
+    def before_eval(self, run: Run) -> None:
+        self.probe.finish()
+
+    def on_epoch(self, run: Run) -> None:
+        run.metrics["memory"] = self.probe.result
+
+
+class Deployment(Observer):
+    """[deploy] preset set: after training, the trained weights programmed onto that preset and
+    evaluated at deploy.times_s after programming, with and without drift compensation, over
+    deploy.draws programming seeds (1000 * train.seed + d): metrics["deploy"] rows."""
+
+    def after_training(self, run: Run) -> None:
+        d = run.cfg.deploy
+        if not d.preset:
+            return
+        from onchip_ff.deployment import evaluate_drift
+        state = {k: v.cpu() for k, v in run.learner.state_dict().items()}
+        run.metrics["deploy"] = evaluate_drift(
+            run.cfg, state, run.data, accuracy, [f"hardware.preset={d.preset}"], d.times_s, d.compensation,
+            [1000 * run.cfg.train.seed + i for i in range(d.draws)])
+
+
+def run_training(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: bool = True,
+                 desc: str | None = None) -> RunResult:
+    """train() with the commands' observers: memory probe, progress bar (if progress), deployment
+    (if [deploy] preset), run files (if out_dir)."""
+    observers: list[Observer] = [MemoryProbe()]
+    if progress:
+        observers.append(ProgressBar(desc))
+    observers.append(Deployment())
+    if out_dir is not None:
+        observers.append(RunFiles(out_dir))
+    return train(cfg, data, observers)
