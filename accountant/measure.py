@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from onchip_ff.reference.backprop import Backprop
+from onchip_ff.methods.bp import Backprop
 
 
 class CheckpointedBackprop(Backprop):
@@ -63,7 +63,7 @@ def build_memory_learner(cfg, method: str, input_shape, n_classes: int, generato
 
 
 def _build(cfg, method, input_shape, n_classes, generator, checkpoint_every):
-    from onchip_ff.reference import build_learner
+    from onchip_ff.methods import build_learner
     if method != "bp_ckpt":
         return build_learner(cfg, input_shape, n_classes, generator)
     from accountant.memory import checkpoint_segment

@@ -5,7 +5,7 @@ number format, optimizer and batch size.
 `predict(spec)` replays one steady-state training step (grads and optimizer state from the
 previous step alive) on the symbolic tape with the layer tables of accountant/layers.py,
 following the learners' real update schedules (accountant/schedules.py after
-onchip_ff/reference/*.py; BP with checkpointing as accountant/measure.CheckpointedBackprop),
+onchip_ff/methods/*.py; BP with checkpointing as accountant/measure.CheckpointedBackprop),
 and returns the components and the peak.
 
 Components (bytes): weights (float32 parameters and buffers; with hardware.weight_bits the layer
@@ -30,8 +30,12 @@ from accountant.schedules import SCHEDULES
 from accountant.sff import head_spec
 from accountant.tape import Tape
 from common.errors import ConfigError
+from onchip_ff import methods
 
-METHODS = ("df", "dfo", "ff", "deeperforward", "intff", "sff", "bp", "bp_ckpt")
+# the registered methods whose schedule the accountant models (Method.memory), each followed by its
+# study variants: DF-O (DF with objective.block_size > 1) and BP with activation checkpointing
+VARIANTS = {"df": ("dfo",), "bp": ("bp_ckpt",)}
+METHODS = tuple(v for name in methods.names() if methods.get(name).memory for v in (name, *VARIANTS.get(name, ())))
 OPTIMIZERS = ("sgd", "momentum", "adam")
 COMPONENTS = ("weights", "master_copy", "optimizer", "inputs", "activations", "gradients", "workspace")
 
@@ -134,6 +138,7 @@ class Prediction:
     components: dict[str, int]
     peak_bytes: int
     peak_phase: str  # where in the step the peak falls, e.g. "block 0 backward"
+    schedule: tuple[tuple[str, int], ...] = ()  # ("forward", layer) and ("step", optimizer) as replayed
 
 
 def default_ctx(device: str = "cpu") -> Ctx:
@@ -151,7 +156,7 @@ def spec_from_config(cfg, batch: int | None = None, method: str | None = None,
     """The MemorySpec of a resolved onchip_ff Config (method "dfo" when objective.block_size > 1;
     the fixed-point format when hardware.backend = "sim" on a digital array)."""
     obj, m = cfg.objective, cfg.model
-    if obj.method in ("ff", "intff") and obj.negatives != "random":
+    if getattr(obj, "negatives", "random") != "random":
         raise ConfigError("the memory accountant models objective.negatives = 'random' only "
                           f"(got {obj.negatives!r}: hard negatives add an inference pass per class)")
     if m.arch == "mlp":
@@ -164,14 +169,18 @@ def spec_from_config(cfg, batch: int | None = None, method: str | None = None,
     if cfg.hardware.backend == "sim" and dev.digital:
         fmt = NumberFormat(f"w{dev.weight_bits}a{dev.input_bits}acc{dev.acc_bits}", dev.weight_bits,
                            dev.input_bits, dev.acc_bits)
+    block_size = getattr(obj, "block_size", 1)  # the keys of the methods that have them (onchip_ff/methods/)
     if method is None:
-        method = "dfo" if obj.method == "df" and obj.block_size > 1 else obj.method
+        method = "dfo" if obj.method == "df" and block_size > 1 else obj.method
+    if method not in METHODS:
+        raise ConfigError(f"the memory accountant has no schedule of objective.method = {obj.method!r} "
+                          f"(it models {', '.join(METHODS)})")
     return MemorySpec(layers, tuple(input_shape), n_classes, method, batch or cfg.train.batch_size,
-                      cfg.train.optimizer, cfg.train.weight_decay, block_size=obj.block_size,
-                      checkpoint_every=checkpoint_every, centroids=obj.centroids,
-                      accumulate_goodness=obj.accumulate_goodness,
-                      feature_groups=n_classes if obj.feature_norm == "group" else 1,
-                      intff_blocks=tuple(obj.intff_blocks), fmt=fmt, ctx=default_ctx(device))
+                      cfg.train.optimizer, cfg.train.weight_decay, block_size=block_size,
+                      checkpoint_every=checkpoint_every, centroids=getattr(obj, "centroids", "learnable"),
+                      accumulate_goodness=getattr(obj, "accumulate_goodness", False),
+                      feature_groups=n_classes if getattr(obj, "feature_norm", "layer") == "group" else 1,
+                      intff_blocks=tuple(getattr(obj, "intff_blocks", ())), fmt=fmt, ctx=default_ctx(device))
 
 
 # -- persistent state ---------------------------------------------------------------------------
@@ -250,4 +259,4 @@ def predict(spec: MemorySpec) -> Prediction:
     comps = dict(net.static)
     comps["activations"] = tape.saved_peak
     comps["workspace"] = tape.peak - sum(v for k, v in comps.items() if k != "workspace")
-    return Prediction(comps, tape.peak, tape.peak_phase)
+    return Prediction(comps, tape.peak, tape.peak_phase, tuple(tape.events))

@@ -1,4 +1,4 @@
-"""The learners' update schedules (onchip_ff/reference/*.py) replayed on the accountant's symbolic
+"""The learners' update schedules (onchip_ff/methods/*.py) replayed on the accountant's symbolic
 tape: which graphs are alive when, what is detached, freed and stepped, one function per method.
 """
 
@@ -32,8 +32,16 @@ def _optimizer_step(tape: Tape, spec: MemorySpec, groups: list[list[int]]) -> No
     tape.spike(extra)
 
 
+def _forward(tape: Tape, spec: MemorySpec, net: _Net, i: int, x: int) -> int:
+    """Layer i's forward on input x (logged as ("forward", i))."""
+    tape.events.append(("forward", i))
+    return ml.layer_forward(tape, spec.ctx, spec.layers[i], x, net.layer_params[i], net.running[i])
+
+
 def _train(tape: Tape, spec: MemorySpec, groups: list[list[int]], loss: int, phase: str) -> None:
-    """zero_grad(set_to_none) -> backward -> optimizer step, as every learner does."""
+    """zero_grad(set_to_none) -> backward -> optimizer step, as every learner does (the step logged
+    as ("step", k), k counting the optimizers of the train step)."""
+    tape.events.append(("step", sum(kind == "step" for kind, _ in tape.events)))
     tape.zero_grad([p for g in groups for p in g])
     tape.phase = f"{phase} backward"
     tape.backward(loss)
@@ -53,7 +61,7 @@ def _df(tape: Tape, spec: MemorySpec, net: _Net) -> None:
         tape.phase = f"block {k} forward"
         cur, h_hat = x, None
         for pos, i in enumerate(block):
-            out = ml.layer_forward(tape, spec.ctx, spec.layers[i], cur, net.layer_params[i], net.running[i])
+            out = _forward(tape, spec, net, i, cur)
             new_hat = ml.normalize(tape, out)
             tape.drop(out)
             tape.drop(h_hat)
@@ -99,9 +107,9 @@ def _ff(tape: Tape, spec: MemorySpec, net: _Net) -> None:
     for t in (pos, neg, neg_labels):
         tape.drop(t)
     out = None
-    for i, layer in enumerate(spec.layers):
+    for i in range(spec.depth):
         tape.phase = f"layer {i} forward"
-        new_out = ml.layer_forward(tape, spec.ctx, layer, h, net.layer_params[i], net.running[i])
+        new_out = _forward(tape, spec, net, i, h)
         tape.drop(out)
         out = new_out
         g = ml.ff_goodness(tape, out)
@@ -117,14 +125,14 @@ def _ff(tape: Tape, spec: MemorySpec, net: _Net) -> None:
 
 
 def _layer_local(tape: Tape, spec: MemorySpec, net: _Net, x: int, unit: str, groups: int, head) -> None:
-    """LayerLocalLearner.train_step (reference/layer_local.py), shared by DeeperForward and SFF:
+    """LayerLocalLearner.train_step (onchip_ff/methods/layer_local.py), shared by DeeperForward and SFF:
     unit by unit, forward on the detached input x -> head(i, layer, h) = (loss, a tensor it keeps
     until the next input is made, the head's parameters) -> backward and the unit's own step ->
     feature_norm of the detached output (in `groups` groups) feeds the next unit.  x is the caller's
     first input; it is dropped here unless it is the batch itself."""
     for i, layer in enumerate(spec.layers):
         tape.phase = f"{unit} {i} forward"
-        h = ml.layer_forward(tape, spec.ctx, layer, x, net.layer_params[i], net.running[i])
+        h = _forward(tape, spec, net, i, x)
         loss, kept, head_params = head(i, layer, h)
         _train(tape, spec, [net.layer_params[i] + head_params], loss, f"{unit} {i}")
         tape.phase = f"{unit} {i} next input"
@@ -190,13 +198,7 @@ def _intff(tape: Tape, spec: MemorySpec, net: _Net) -> None:
         block = range(start, start + size)
         start += size
         tape.phase = f"block {k} forward"
-        out = h
-        for i in block:
-            new_out = ml.layer_forward(tape, spec.ctx, spec.layers[i], out, net.layer_params[i],
-                                       net.running[i])
-            if out is not h:
-                tape.drop(out)
-            out = new_out
+        out = _segment(tape, spec, net, list(block), h)
         g = ml.ff_goodness(tape, out)
         loss = ml.ff_loss(tape, g)
         tape.drop(g)
@@ -223,9 +225,10 @@ def _next_input(tape: Tape, out: int) -> int:
 
 
 def _segment(tape: Tape, spec: MemorySpec, net: _Net, layers: list[int], x: int) -> int:
+    """Forward of consecutive layers from x (kept); the intermediate outputs are dropped."""
     h = x
     for i in layers:
-        out = ml.layer_forward(tape, spec.ctx, spec.layers[i], h, net.layer_params[i], net.running[i])
+        out = _forward(tape, spec, net, i, h)
         if h is not x:
             tape.drop(h)
         h = out

@@ -1,5 +1,5 @@
 """Scalable Forward-Forward's per-block loss head on the accountant's tape
-(onchip_ff/reference/sff.py, onchip_ff/objectives/sff.py): the auxiliary 1x1-conv / Linear class
+(onchip_ff/methods/sff.py, onchip_ff/objectives/sff.py): the auxiliary 1x1-conv / Linear class
 head, the mean-square class goodness and the log-sum-exp margin loss."""
 
 from __future__ import annotations

@@ -63,6 +63,9 @@ class Tape:
     nodes: list[Node] = field(default_factory=list)
     grad: dict[int, int] = field(default_factory=dict)  # tensor -> its pending gradient tensor
     param_grad: dict[int, int] = field(default_factory=dict)  # parameter -> its .grad tensor
+    # the schedule as replayed: ("forward", layer index) and ("step", optimizer index) in order,
+    # compared with the learners' real schedule by tests/test_methods.py
+    events: list[tuple[str, int]] = field(default_factory=list)
     _next: int = 0
 
     # -- allocation ---------------------------------------------------------------------------

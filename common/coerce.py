@@ -1,4 +1,5 @@
-"""Type checking of config values read from TOML against annotated dataclass field types."""
+"""Checks of config values: types read from TOML against annotated dataclass field types (coerce),
+and the range / choice checks every config dataclass runs in __post_init__ (check, choice)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,14 @@ def coerce(name: str, value: Any, type_: Any) -> Any:
             raise ConfigError(f"{name} must be a string (quote it in TOML), got {value!r}")
         return value
     raise TypeError(f"unsupported field type {type_!r} for {name}")  # programming error
+
+
+def check(ok: bool, name: str, rule: str, value: Any) -> None:
+    """Raise ConfigError("<field> must be <rule>, got <value>") unless ok."""
+    if not ok:
+        raise ConfigError(f"{name} must be {rule}, got {value!r}")
+
+
+def choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """check that value is one of choices, naming them."""
+    check(value in choices, name, "one of " + ", ".join(repr(c) for c in choices), value)

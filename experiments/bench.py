@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from onchip_ff import config
-from onchip_ff.reference import build_learner
+from onchip_ff.methods import build_learner
 
 LAYERS = (784, 1000, 1000, 1000)
 

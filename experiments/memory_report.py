@@ -180,8 +180,8 @@ def point_config(p: Point, settings: dict, fmt: NumberFormat) -> config.Config:
     ov = [f"model.arch={p.kind}", f"model.hidden={[p.width] * p.depth}",
           f"model.channels={chans}", f"model.pool={p.pool}", f"model.pool_every={p.pool_every}",
           f"objective.method={ {'dfo': 'df', 'bp_ckpt': 'bp'}.get(p.method, p.method) }",
-          f"objective.block_size={settings['block_size'] if p.method == 'dfo' else 1}",
-          f"objective.intff_blocks={blocks}",
+          f"objective.df.block_size={settings['block_size'] if p.method == 'dfo' else 1}",
+          f"objective.intff.intff_blocks={blocks}",
           f"train.optimizer={p.optimizer}", f"train.batch_size={p.batch}", f"train.seed={settings['seed']}"]
     if fmt.weight_bits:
         ov += ["hardware.backend=sim", "hardware.preset=fixed8", f"hardware.weight_bits={fmt.weight_bits}",

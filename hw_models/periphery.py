@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw_models.kernels.adc import adc_convert
-from hw_models.noise.base import check
+from common.coerce import check
 
 
 @dataclass(frozen=True)

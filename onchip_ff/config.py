@@ -1,8 +1,9 @@
 """Run configuration: frozen dataclasses per TOML section, loading, `--set` overrides, validation.
 
 A config file has the sections [data], [model], [objective], [train], [hardware] and [deploy]; every key is a
-field below (units and meaning in the field comments). Unknown keys, wrong types and out-of-range
-values raise ConfigError naming `section.key`.
+field below (units and meaning in the field comments), [objective] holding `method` and the keys of
+that method's dataclass (onchip_ff/methods/).  Unknown keys, wrong types and out-of-range values
+raise ConfigError naming `section.key`.
 """
 
 from __future__ import annotations
@@ -16,17 +17,10 @@ from typing import Any
 
 import tomli_w
 
+from common.coerce import check as _check
+from common.coerce import choice as _choice
 from common.coerce import coerce as _coerce
 from common.errors import ConfigError
-
-
-def _check(ok: bool, name: str, rule: str, value: Any) -> None:
-    if not ok:
-        raise ConfigError(f"{name} must be {rule}, got {value!r}")
-
-
-def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    _check(value in choices, name, "one of " + ", ".join(repr(c) for c in choices), value)
 
 
 @dataclass(frozen=True)
@@ -99,50 +93,10 @@ class ModelConfig:
         return len(self.hidden) if self.arch == "mlp" else len(self.channels)
 
 
-@dataclass(frozen=True)
-class ObjectiveConfig:
-    method: str = "df"  # "df" (Distance-Forward), "ff" (Hinton Forward-Forward), "bp" (backprop),
-    # "deeperforward" (DeeperForward, Sun et al. ICLR 2025), "intff" (Integrated Forward-Forward, Tang 2023),
-    # "sff" (Scalable Forward-Forward, Krutsylo 2025)
-    # Distance-Forward
-    scale: float = 16.0  # s: scale of the N-pair margin loss (typical 10..30)
-    margin: float = 0.2  # m: margin of the N-pair margin loss and of SFF's log-sum-exp loss (typical 0.1..0.4)
-    centroids: str = "learnable"  # "learnable" (trained by the loss) or "ema" (class means)
-    ema_momentum: float = 0.9  # centroids = "ema": c <- mom*c + (1-mom)*batch class mean
-    centroid_lr_scale: float = 1.0  # centroids = "learnable": their learning rate is train.lr times this
-    block_size: int = 1  # DF-O: layers per block, loss at each block output (1 = local DF)
-    accumulate_goodness: bool = False  # DF-R: layer l's loss uses sum_{j<=l} g_j, earlier terms detached
-    next_input_scale: str = "sqrt_d"  # next layer gets h/|h| times sqrt(d) ("sqrt_d") or 1 ("unit")
-    eval_layers: tuple[int, ...] = ()  # loss heads (block outputs) summed at inference; () = all
-    # Forward-Forward
-    threshold: float = 2.0  # theta: goodness threshold of the softplus loss
-    negatives: str = "random"  # wrong label for negatives: "random" or "hard" (highest goodness)
-    label_scale: float = 1.0  # value written into the one-hot label pixels
-    # DeeperForward
-    feature_norm: str = "layer"  # input of the next layer normalized per sample: "layer" or "group" (per class)
-    score_scale: float = 1.0  # cross-entropy logits = score_scale * class scores (1 = as published)
-    # Integrated Forward-Forward (also uses threshold, negatives, label_scale, next_input_scale, eval_layers)
-    intff_blocks: tuple[int, ...] = ()  # layers per block, summing to the number of model.hidden layers; () = 1 each
-
-    def __post_init__(self) -> None:
-        _choice("objective.method", self.method, ("df", "ff", "bp", "deeperforward", "intff", "sff"))
-        _check(self.scale > 0, "objective.scale", "> 0 (typical 10..30)", self.scale)
-        _check(self.margin >= 0, "objective.margin", ">= 0 (typical 0.1..0.4)", self.margin)
-        _choice("objective.centroids", self.centroids, ("learnable", "ema"))
-        _check(0 <= self.ema_momentum < 1, "objective.ema_momentum", "in [0, 1)", self.ema_momentum)
-        _check(self.centroid_lr_scale > 0, "objective.centroid_lr_scale", "> 0", self.centroid_lr_scale)
-        _check(self.block_size >= 1, "objective.block_size", ">= 1", self.block_size)
-        _choice("objective.next_input_scale", self.next_input_scale, ("sqrt_d", "unit"))
-        _check(all(i >= 0 for i in self.eval_layers), "objective.eval_layers",
-               "a list of head indices >= 0", list(self.eval_layers))
-        _check(self.threshold > 0, "objective.threshold", "> 0", self.threshold)
-        _choice("objective.negatives", self.negatives, ("random", "hard"))
-        _check(self.label_scale > 0, "objective.label_scale", "> 0", self.label_scale)
-        _choice("objective.feature_norm", self.feature_norm, ("layer", "group"))
-        _check(self.score_scale > 0, "objective.score_scale", "> 0", self.score_scale)
-        _check(all(b >= 1 for b in self.intff_blocks), "objective.intff_blocks",
-               "a list of layer counts >= 1 per block (e.g. [3, 2]; [] = one layer per block)",
-               list(self.intff_blocks))
+def default_objective():
+    """The [objective] of a config that names no method: Distance-Forward with its defaults."""
+    from onchip_ff.methods.registry import get
+    return get("df").objective()
 
 
 @dataclass(frozen=True)
@@ -218,18 +172,75 @@ class DeployConfig:
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    objective: Any = field(default_factory=default_objective)  # the method's dataclass (onchip_ff/methods/)
     train: TrainConfig = field(default_factory=TrainConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
 
 
-SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "objective": ObjectiveConfig,
-                             "train": TrainConfig, "hardware": HardwareConfig, "deploy": DeployConfig}
+SECTIONS: dict[str, type | None] = {"data": DataConfig, "model": ModelConfig, "objective": None,
+                                    "train": TrainConfig, "hardware": HardwareConfig, "deploy": DeployConfig}
 
 
-def from_dict(raw: dict[str, Any], source: str = "config") -> Config:
-    """Build a validated Config from a nested dict {section: {key: value}}."""
+def _fields(cls: type, values: dict[str, Any], prefix: str, source: str) -> dict[str, Any]:
+    """values checked against the annotated fields of dataclass cls (keys named prefix.key)."""
+    hints = {f.name: typing.get_type_hints(cls)[f.name] for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in hints:
+            raise ConfigError(f"unknown key {prefix}.{key} in {source}; valid keys of [{prefix}]: "
+                              + (", ".join(hints) or "none"))
+        kwargs[key] = _coerce(f"{prefix}.{key}", value, hints[key])
+    return kwargs
+
+
+def _objective(values: dict[str, Any], source: str, stored: bool):
+    """[objective]: `method` picks the registered method whose dataclass holds the other keys, given
+    flat ([objective] scale = 16) or in the method's own table ([objective.df] scale = 16).  Tables
+    of other methods are checked and left out (a base config may carry settings for each method a
+    sweep switches to); a flat key of another method is an error, except in a stored config
+    (stored=True, or every method's keys present: the flat union that older code wrote into
+    config.toml files, checkpoints and stores), where the other methods' keys are dropped."""
+    from onchip_ff.methods.registry import get, names
+    values = dict(values)
+    method = values.pop("method", "df")
+    if not isinstance(method, str):
+        raise ConfigError(f"objective.method must be a string, one of {', '.join(map(repr, names()))}, got {method!r}")
+    cls = get(method).objective
+    tables = {k: values.pop(k) for k in list(values) if isinstance(values[k], dict)}
+    for name, table in tables.items():
+        if name not in names():
+            raise ConfigError(f"[objective.{name}] in {source}: {name!r} is not a method; methods: "
+                              + ", ".join(names()))
+        if name == method:
+            continue  # checked below, with the flat keys
+        try:
+            get(name).objective(**_fields(get(name).objective, table, f"objective.{name}", source))
+        except ConfigError as exc:
+            raise ConfigError(f"[objective.{name}] in {source}: {exc}") from None
+    own = {f.name for f in dataclasses.fields(cls)}
+    every = {f.name for n in names() for f in dataclasses.fields(get(n).objective)}
+    stored = stored or every <= set(values)  # a resolved config of older code: every method's keys
+    flat = {}
+    for key, value in values.items():
+        if key in own:
+            flat[key] = value
+        elif not stored:
+            owners = [n for n in names() if key in {f.name for f in dataclasses.fields(get(n).objective)}]
+            where = (f"; it is a key of {', '.join(owners)}: set it in [objective.{owners[0]}] to keep it "
+                     "for that method") if owners else ""
+            raise ConfigError(f"objective.{key} in {source} is not a key of method {method!r} (its keys: "
+                              f"{', '.join(sorted(own)) or 'none'}){where}")
+    twice = sorted(set(flat) & set(tables.get(method, {})))
+    if twice:
+        raise ConfigError(f"objective.{twice[0]} in {source} is set both in [objective] and in "
+                          f"[objective.{method}]; keep one")
+    return cls(**_fields(cls, {**flat, **tables.get(method, {})}, "objective", source))
+
+
+def from_dict(raw: dict[str, Any], source: str = "config", stored: bool = False) -> Config:
+    """Build a validated Config from a nested dict {section: {key: value}}; stored=True for configs
+    written by the runner's store (see _objective)."""
     sections = {}
     for section, values in raw.items():
         if section not in SECTIONS:
@@ -242,15 +253,10 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> Config:
             from hw_models.presets import resolve
             backend, preset, device = resolve(values)
             sections[section] = HardwareConfig(backend, preset, device)
-            continue
-        hints = typing.get_type_hints(cls)
-        kwargs = {}
-        for key, value in values.items():
-            if key not in hints:
-                raise ConfigError(f"unknown key {section}.{key} in {source}; valid keys of [{section}]: "
-                                  + ", ".join(hints))
-            kwargs[key] = _coerce(f"{section}.{key}", value, hints[key])
-        sections[section] = cls(**kwargs)
+        elif section == "objective":
+            sections[section] = _objective(values, source, stored)
+        else:
+            sections[section] = cls(**_fields(cls, values, section, source))
     return Config(**sections)
 
 
@@ -263,20 +269,22 @@ def to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
             out["hardware"] = hardware_dict(cfg.hardware.backend, cfg.hardware.preset, cfg.hardware.device)
             continue
         sec = dataclasses.asdict(getattr(cfg, f.name))
+        if f.name == "objective":
+            sec = {"method": cfg.objective.method, **sec}
         out[f.name] = {k: list(v) if isinstance(v, tuple) else v for k, v in sec.items()}
     return out
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """Parse `section.key=value` (or `hardware.<model>.key=value`); the value is read as TOML,
-    bare words as strings."""
+    """Parse `section.key=value` (or `hardware.<noise model>.key=value`, `objective.<method>.key=value`);
+    the value is read as TOML, bare words as strings."""
     if "=" not in text:
         raise ConfigError(f"--set {text!r} must look like section.key=value")
     lhs, rhs = text.split("=", 1)
     parts = lhs.strip().split(".")
-    if not (len(parts) == 2 or (len(parts) == 3 and parts[0] == "hardware")) or not all(parts):
-        raise ConfigError(f"--set {text!r}: the left side must be section.key (e.g. train.epochs) "
-                          "or hardware.<noise model>.key")
+    if not (len(parts) == 2 or (len(parts) == 3 and parts[0] in ("hardware", "objective"))) or not all(parts):
+        raise ConfigError(f"--set {text!r}: the left side must be section.key (e.g. train.epochs), "
+                          "hardware.<noise model>.key or objective.<method>.key")
     try:
         value = tomllib.loads(f"v = {rhs.strip()}")["v"]
     except tomllib.TOMLDecodeError:
@@ -303,9 +311,15 @@ def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set each `section.key=value` of overrides in the nested dict raw (in place; returned)."""
+    """Set each `section.key=value` of overrides in the nested dict raw (in place; returned);
+    `objective.key` goes into the selected method's [objective.<method>] table when there is one."""
     for text in overrides:
         parts, value = parse_override(text)
+        objective = raw.get("objective")
+        if len(parts) == 2 and parts[0] == "objective" and parts[1] != "method" and isinstance(objective, dict):
+            method = objective.get("method", "df")
+            if isinstance(method, str) and isinstance(objective.get(method), dict):
+                parts = ["objective", method, parts[1]]  # the selected method's own table holds its keys
         table = raw
         for part in parts[:-1]:
             table = table.setdefault(part, {})

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from onchip_ff import config
-from onchip_ff.reference import build_learner
+from onchip_ff.methods import build_learner
 
 TIME_LABELS = {1.0: "1 s", 3600.0: "1 h", 86400.0: "1 day", 2.592e6: "1 month", 3.1536e7: "1 year"}
 

@@ -29,8 +29,6 @@ import torch
 from onchip_ff.config import Config
 from common.errors import ConfigError
 
-PIPELINE_METHODS = ("deeperforward", "sff")  # learners with prepare_input / train_layer
-
 
 def split_layers(costs: list[float], stages: int) -> list[range]:
     """Contiguous split of the layers into `stages` non-empty ranges minimizing the largest stage
@@ -57,7 +55,7 @@ def measure_layer_costs(cfg: Config, data, threads: int, steps: int = 3) -> list
     normalization handed on), median over `steps` batches after one warm-up batch, measured in this
     process with `threads` torch threads on train.device.  MAC counts mis-split the pipeline: they
     leave out normalization, pooling and the optimizer, and small late layers run less efficiently."""
-    from onchip_ff.reference import build_learner
+    from onchip_ff.methods import build_learner
     device = torch.device("cuda:0" if cfg.train.device == "cuda" else "cpu")
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -110,7 +108,7 @@ def _stage(rank: int, world: int, cfg: Config, split: list[list[int]], max_steps
 
     from hw_models.blas import set_threads
     from onchip_ff.data import load_dataset
-    from onchip_ff.reference import build_learner
+    from onchip_ff.methods import build_learner
     from onchip_ff.trainer import set_learning_rates
 
     set_threads(threads)
@@ -179,9 +177,15 @@ def _stage(rank: int, world: int, cfg: Config, split: list[list[int]], max_steps
         dist.destroy_process_group()
 
 
+def pipeline_methods() -> list[str]:
+    """Registered methods whose learners have prepare_input / train_layer (Method.pipeline)."""
+    from onchip_ff.methods import REGISTRY, names
+    return [n for n in names() if REGISTRY[n].pipeline]
+
+
 def check_pipeline(cfg: Config) -> None:
-    if cfg.objective.method not in PIPELINE_METHODS:
-        raise ConfigError(f"the layer pipeline runs objective.method in {list(PIPELINE_METHODS)}, got "
+    if cfg.objective.method not in pipeline_methods():
+        raise ConfigError(f"the layer pipeline runs objective.method in {pipeline_methods()}, got "
                           f"{cfg.objective.method!r}")
     if cfg.hardware.backend != "torch":
         raise ConfigError("the layer pipeline runs hardware.backend = 'torch' only")

@@ -19,7 +19,7 @@ import onchip_ff
 from common.errors import DivergedError
 from onchip_ff.config import Config
 from onchip_ff.data import Dataset
-from onchip_ff.reference import build_learner
+from onchip_ff.methods import build_learner
 
 
 @torch.no_grad()

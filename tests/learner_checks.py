@@ -12,7 +12,7 @@ import torch
 from experiments.cli import main
 
 from onchip_ff.data import load_dataset
-from onchip_ff.reference import build_learner
+from onchip_ff.methods import build_learner
 
 from conftest import SYNTHETIC
 

@@ -49,9 +49,46 @@ def test_bad_values_name_the_field(override, field):
 
 
 def test_int_accepted_for_float_and_strings_bare_or_quoted():
-    cfg = config.load(None, ["train.lr=1", "objective.centroids=ema", 'objective.negatives="hard"'])
+    cfg = config.load(None, ["train.lr=1", "objective.centroids=ema"])
     assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
-    assert cfg.objective.centroids == "ema" and cfg.objective.negatives == "hard"
+    assert cfg.objective.centroids == "ema"
+    assert config.load(None, ["objective.method=ff", 'objective.negatives="hard"']).objective.negatives == "hard"
+
+
+def test_objective_holds_the_keys_of_its_method_only():
+    """[objective] method picks the registered method's dataclass; keys of other methods are an
+    error naming their owner, unless they sit in that method's own [objective.<m>] table, which is
+    checked and left out (a base config may carry settings for every method a sweep switches to)."""
+    cfg = config.load(None, ["objective.method=ff", "objective.threshold=1.5"])
+    assert type(cfg.objective).__name__ == "FFObjective" and cfg.objective.threshold == 1.5
+    assert config.to_dict(cfg)["objective"] == {"method": "ff", "threshold": 1.5, "negatives": "random",
+                                                 "label_scale": 1.0, "next_input_scale": "sqrt_d",
+                                                 "eval_layers": []}
+    with pytest.raises(ConfigError, match=r"objective.threshold .* not a key of method 'df'.*\[objective.ff\]"):
+        config.load(None, ["objective.threshold=1.5"])
+    kept = config.load(None, ["objective.ff.threshold=1.5", "objective.df.scale=20"])
+    assert kept.objective.method == "df" and kept.objective.scale == 20.0
+    with pytest.raises(ConfigError, match=r"\[objective.ff\].*objective.threshold must be > 0"):  # checked, unused
+        config.load(None, ["objective.ff.threshold=-1"])
+    with pytest.raises(ConfigError, match=r"\[objective.sgd\].*not a method"):
+        config.load(None, ["objective.sgd.lr=1"])
+    with pytest.raises(ConfigError, match="set both"):
+        config.from_dict({"objective": {"method": "df", "scale": 2, "df": {"scale": 3}}})
+    assert config.load(CONFIG_DIR / "df_mlp_fmnist.toml", ["objective.scale=20"]).objective.scale == 20.0
+    assert config.load(CONFIG_DIR / "df_mlp_fmnist.toml", ["objective.method=bp"]).objective.method == "bp"
+
+
+def test_configs_of_older_code_still_load():
+    """Older code wrote the flat union of every method's keys into config.toml, checkpoints and
+    stores: such a config loads, the other methods' keys dropped."""
+    union = {"method": "bp", **{k: v for m in ("df", "ff", "deeperforward", "intff", "sff")
+                                for k, v in config.to_dict(config.load(None, [f"objective.method={m}"]))["objective"].items()
+                                if k != "method"}}
+    assert config.from_dict({"objective": union}).objective.method == "bp"
+    partial = {"method": "bp", "scale": 16.0}  # a stored config of a release without some methods
+    assert config.from_dict({"objective": partial}, stored=True).objective.method == "bp"
+    with pytest.raises(ConfigError, match="not a key of method 'bp'"):
+        config.from_dict({"objective": partial})
 
 
 def test_invalid_toml_and_missing_file(tmp_path):
@@ -68,7 +105,7 @@ def test_invalid_toml_and_missing_file(tmp_path):
 def test_shipped_configs_load_and_build(name):
     import torch
 
-    from onchip_ff.reference import build_learner
+    from onchip_ff.methods import build_learner
 
     cfg = config.load(CONFIG_DIR / f"{name}.toml")
     assert cfg.hardware.backend == "torch" and cfg.data.name == "fashion_mnist"

@@ -14,7 +14,7 @@ from onchip_ff.data import load_dataset
 from common.errors import ConfigError
 from onchip_ff.network import build_layers
 from onchip_ff.objectives.deeperforward import class_cross_entropy, class_scores, feature_norm
-from onchip_ff.reference import build_learner
+from onchip_ff.methods import build_learner
 from onchip_ff.trainer import train
 
 from learner_checks import (assert_same_seed_same_steps, assert_same_weights_and_scores, assert_step_grads_are_local,

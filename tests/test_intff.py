@@ -14,8 +14,8 @@ from onchip_ff.data import load_dataset
 from common.errors import ConfigError
 from onchip_ff.network import DenseLayer
 from onchip_ff.objectives.intff import block_goodness, block_loss, shuffled_wrong_labels
-from onchip_ff.reference import build_learner
-from onchip_ff.reference.intff import group_blocks
+from onchip_ff.methods import build_learner
+from onchip_ff.methods.intff import group_blocks
 from onchip_ff.trainer import train
 
 from learner_checks import (assert_same_seed_same_steps, assert_same_weights_and_scores, assert_step_grads_are_local,

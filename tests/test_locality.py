@@ -9,7 +9,7 @@ import torch
 from onchip_ff.data import load_dataset
 from onchip_ff.network import next_input
 from onchip_ff.objectives.distance_forward import npair_margin_loss
-from onchip_ff.reference import build_learner
+from onchip_ff.methods import build_learner
 
 from conftest import tiny_config
 from learner_checks import assert_step_grads_are_local

@@ -21,7 +21,7 @@ from onchip_ff import config
 from onchip_ff.network import ConvLayer, DenseLayer, normalize
 from onchip_ff.objectives.distance_forward import Centroids, npair_margin_loss
 from onchip_ff.objectives.forward_forward import ff_goodness, ff_loss
-from onchip_ff.reference.backprop import Backprop
+from onchip_ff.methods.bp import Backprop
 
 CTX = Ctx("cpu", 16)
 CLASSIC = ("df", "dfo", "ff", "bp", "bp_ckpt")  # DeeperForward, IntFF: tests/test_memory_new_methods.py
@@ -134,7 +134,7 @@ def _cfg(method, arch="mlp", depth=3, width=48, opt="sgd", extra=()):
     base = {"dfo": "df", "bp_ckpt": "bp"}.get(method, method)
     return config.load(None, [f"model.arch={arch}", f"model.hidden={[width] * depth}",
                               f"model.channels={[16, 16, 32][:depth]}", f"objective.method={base}",
-                              f"objective.block_size={2 if method == 'dfo' else 1}",
+                              f"objective.df.block_size={2 if method == 'dfo' else 1}",
                               f"train.optimizer={opt}", "train.threads=1", *extra])
 
 

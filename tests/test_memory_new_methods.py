@@ -12,7 +12,7 @@ from accountant.memory import METHODS, MemorySpec, NumberFormat, cnn_layers, mlp
 from accountant.measure import measure
 from onchip_ff import config
 from common.errors import ConfigError
-from onchip_ff.reference.intff import IntegratedForwardForward
+from onchip_ff.methods.intff import IntegratedForwardForward
 
 EXACT = ("weights", "optimizer", "inputs", "gradients", "activations")  # compared exactly
 PEAK_TOL = 1e-3  # what is left is a few hundred bytes of oneDNN conv-backward scratch and scalar temporaries

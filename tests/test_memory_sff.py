@@ -14,7 +14,7 @@ from experiments.memory_report import load_memory_config, point_rows
 from accountant.memory import MemorySpec, NumberFormat, mlp_layers, predict, resnet_layers, spec_from_config
 from onchip_ff import config
 from common.errors import ConfigError
-from onchip_ff.reference.sff import ScalableForwardForward
+from onchip_ff.methods.sff import ScalableForwardForward
 
 from test_memory_new_methods import (PEAK_TOL, assert_fixed_point_components_match_the_simulator,
                                      assert_prediction_matches_measurement)

@@ -13,7 +13,7 @@ from onchip_ff import config
 from onchip_ff.data import load_dataset
 from common.errors import ConfigError
 from onchip_ff.pipeline import batch_plan, run_pipeline, split_layers
-from onchip_ff.reference import build_learner
+from onchip_ff.methods import build_learner
 from onchip_ff.trainer import check_device, set_learning_rates
 
 from conftest import SYNTHETIC

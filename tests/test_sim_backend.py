@@ -15,7 +15,7 @@ from hw_models.digital import DigitalTile
 from hw_models.presets import PRESETS
 from onchip_ff import config
 from onchip_ff.data import load_dataset
-from onchip_ff.reference import build_learner
+from onchip_ff.methods import build_learner
 from onchip_ff.trainer import train
 
 from conftest import tiny_config

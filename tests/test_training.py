@@ -44,7 +44,7 @@ def test_dfr_changes_the_loss_of_later_layers_only():
     cfg_plain = tiny_config("df", epochs=1)
     cfg_dfr = tiny_config("df", epochs=1, extra=["objective.accumulate_goodness=true"])
     data = load_dataset(cfg_plain.data)
-    from onchip_ff.reference import build_learner
+    from onchip_ff.methods import build_learner
     x, y = torch.from_numpy(data.x_train[:50]), torch.from_numpy(data.y_train[:50])
     a = build_learner(cfg_plain, data.input_shape, 10, torch.Generator().manual_seed(0)).train_step(x, y)
     b = build_learner(cfg_dfr, data.input_shape, 10, torch.Generator().manual_seed(0)).train_step(x, y)
@@ -68,7 +68,7 @@ def test_cosine_schedule_decays_the_learning_rate_to_near_zero():
 
 
 def test_centroid_learning_rate_scale():
-    from onchip_ff.reference import build_learner
+    from onchip_ff.methods import build_learner
     cfg = tiny_config("df", extra=["objective.centroid_lr_scale=10"])
     learner = build_learner(cfg, (1, 8, 8), 10, torch.Generator().manual_seed(0))
     for opt in learner.optimizers:

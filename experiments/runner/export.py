@@ -106,14 +106,16 @@ def _metric(name: str, value: Any) -> str:
 
 def write_table(selected: list[tuple[dict[str, Any], dict[str, Any]]], out: TextIO) -> None:
     """One line per run: short key, status, the config fields that differ between the selected
-    runs, metrics, and the first characters of the error."""
+    runs (among the runs that have the field), metrics, and the first characters of the error."""
     if not selected:
         out.write("(no runs)\n")
         return
     union: dict[str, None] = {}
     for _, cfg in selected:
         union.update(dict.fromkeys(cfg))
-    fields = [f for f in union if len({_text(cfg.get(f)) for _, cfg in selected}) > 1]
+    # a field shows when its value differs between the runs that have it (a key of one method
+    # only, e.g. objective.scale next to a bp run, is not a difference: objective.method shows it)
+    fields = [f for f in union if len({_text(cfg[f]) for _, cfg in selected if f in cfg}) > 1]
     header = ["key", "status", *fields, *TABLE_METRICS, "error"]
     lines = []
     for row, cfg in selected:

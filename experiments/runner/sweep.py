@@ -52,7 +52,7 @@ def config_key(cfg: Config) -> str:
 
 
 def config_from_json(text: str) -> Config:
-    return config.from_dict(json.loads(text), "stored run config")
+    return config.from_dict(json.loads(text), "stored run config", stored=True)
 
 
 def current_key(config_json: str) -> tuple[str, str] | None:
@@ -62,7 +62,7 @@ def current_key(config_json: str) -> tuple[str, str] | None:
         raw = json.loads(config_json)
         if not isinstance(raw, dict) or not raw.keys() <= set(config.SECTIONS):
             return None
-        cfg = config.from_dict(raw, "stored run config")
+        cfg = config.from_dict(raw, "stored run config", stored=True)
     except (ConfigError, ValueError, TypeError):
         return None
     return config_key(cfg), canonical_json(cfg)

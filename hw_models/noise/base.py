@@ -30,15 +30,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from common.errors import ConfigError
-
 STAGES = ("program", "drift", "read", "update")
-
-
-def check(ok: bool, name: str, rule: str, value) -> None:
-    """Raise ConfigError("<field> must be <rule>, got <value>") unless ok."""
-    if not ok:
-        raise ConfigError(f"{name} must be {rule}, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw_models.noise.base import NoiseModel, check
+from common.coerce import check
+from hw_models.noise.base import NoiseModel
 
 F32 = np.float32
 

@@ -23,7 +23,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from hw_models.noise.base import NoiseModel, check
+from common.coerce import check
+from hw_models.noise.base import NoiseModel
 from hw_models.noise.registry import register
 from hw_models.noise.stats import rectified_normal
 

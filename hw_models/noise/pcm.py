@@ -55,7 +55,8 @@ import numpy as np
 from hw_models.kernels.pcm import (G_REL_FLOOR, MU_MAX, MU_MIN, MU_OFFSET, MU_SLOPE, NU_AIHWKIT,
                                    NU_CONSTANT, NU_NONE, SD_MAX, SD_MIN, SD_OFFSET, SD_SLOPE,
                                    pcm_program)
-from hw_models.noise.base import NoiseModel, check
+from common.coerce import check
+from hw_models.noise.base import NoiseModel
 from hw_models.noise.registry import register
 from hw_models.noise.stats import (folded_normal_exp, rectified_normal, rectified_normal_exp,
                                    rectified_normal_expect)

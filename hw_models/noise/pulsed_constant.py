@@ -51,7 +51,8 @@ import numpy as np
 from scipy.special import ndtr
 
 from hw_models.kernels.pulsed import NEAREST_U, constant_step_update
-from hw_models.noise.base import NoiseModel, check
+from common.coerce import check
+from hw_models.noise.base import NoiseModel
 from hw_models.noise.registry import register
 
 F32 = np.float32

@@ -42,7 +42,8 @@ from typing import ClassVar
 import numpy as np
 
 from hw_models.kernels.pulsed import NEAREST_U, nonlinear_update
-from hw_models.noise.base import NoiseModel, check
+from common.coerce import check
+from hw_models.noise.base import NoiseModel
 from hw_models.noise.pulsed_constant import ROUNDINGS, mixture_moments, pulse_count_law
 from hw_models.noise.registry import register
 

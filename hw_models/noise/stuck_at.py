@@ -19,7 +19,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from hw_models.noise.base import NoiseModel, check
+from common.coerce import check
+from hw_models.noise.base import NoiseModel
 from hw_models.noise.registry import register
 
 F32 = np.float32

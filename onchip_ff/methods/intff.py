@@ -1,5 +1,6 @@
-"""Integrated Forward-Forward learner (float reference): FF between blocks, backprop inside a block
-(Tang 2023; see onchip_ff/objectives/intff.py).
+"""Integrated Forward-Forward (objective.method = "intff"): FF between blocks, backprop inside a
+block (Tang 2023; see onchip_ff/objectives/intff.py): its [objective] keys, its learner and its
+registration.
 
 The hidden layers of the MLP are grouped into blocks by `objective.intff_blocks` (layers per
 block; () = one layer per block, which is plain FF with shuffled-label negatives).  Schedule per
@@ -14,12 +15,34 @@ objective.eval_layers (block indices; () = all).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
 import torch
 
-from onchip_ff.config import Config
+from common.coerce import check
 from common.errors import ConfigError
+from onchip_ff.methods.ff import FFObjective, ForwardForward
+from onchip_ff.methods.registry import Method, register
 from onchip_ff.objectives.intff import shuffled_wrong_labels
-from onchip_ff.reference.forward_forward import ForwardForward
+
+if TYPE_CHECKING:
+    from onchip_ff.config import Config
+
+
+@dataclass(frozen=True)
+class IntFFObjective(FFObjective):
+    """[objective] keys of Integrated FF: FF's (eval_layers index blocks; negatives "random" =
+    shuffled batch labels) and the grouping of layers into blocks."""
+
+    method: ClassVar[str] = "intff"
+    intff_blocks: tuple[int, ...] = ()  # layers per block, summing to the number of model.hidden layers; () = 1 each
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(all(b >= 1 for b in self.intff_blocks), "objective.intff_blocks",
+              "a list of layer counts >= 1 per block (e.g. [3, 2]; [] = one layer per block)",
+              list(self.intff_blocks))
 
 
 def group_blocks(sizes: tuple[int, ...], n_layers: int) -> list[list[int]]:
@@ -39,15 +62,13 @@ class IntegratedForwardForward(ForwardForward):
     method = "intff"
     unit = "blocks"
 
-    def __init__(self, cfg: Config, input_shape: tuple[int, ...], n_classes: int,
-                 generator: torch.Generator) -> None:
-        if cfg.model.arch != "mlp":
-            raise ConfigError(f"objective.method = 'intff' is implemented for model.arch = 'mlp' only, "
-                              f"got {cfg.model.arch!r}")
-        super().__init__(cfg, input_shape, n_classes, generator)
-
     def group_layers(self, n_layers: int) -> list[list[int]]:
         return group_blocks(self.obj.intff_blocks, n_layers)
 
     def wrong_labels(self, y: torch.Tensor) -> torch.Tensor:
         return shuffled_wrong_labels(y, self.n_classes, self.generator)
+
+
+register(Method("intff", IntFFObjective, IntegratedForwardForward,
+                "Integrated Forward-Forward: FF between blocks of layers, backprop inside a block",
+                archs=("mlp",)))

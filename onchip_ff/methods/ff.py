@@ -1,4 +1,5 @@
-"""Hinton Forward-Forward learner (float reference), trained with the same layer-local schedule.
+"""Hinton Forward-Forward (objective.method = "ff"): its [objective] keys, its learner (the same
+layer-local schedule) and its registration.
 
 Positive data carries the true label in its first n_classes inputs, negative data a wrong one
 (random or hardest).  Each layer: goodness = mean square of its activities, softplus loss around
@@ -6,18 +7,45 @@ threshold theta, own optimizer; the next layer gets the detached, length-normali
 Inference tries every label and picks the one with the largest summed goodness.
 
 The schedule runs over blocks of layers trained as one unit (backprop inside a block only); for FF
-every layer is its own block.  Integrated FF (reference/intff.py) groups layers into larger blocks.
+every layer is its own block.  Integrated FF (methods/intff.py) groups layers into larger blocks.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
 import torch
 from torch import nn
 
-from onchip_ff.config import Config
+from common.coerce import check, choice
+from onchip_ff.methods.registry import Method, register
 from onchip_ff.negatives import hardest_wrong_labels, random_wrong_labels
 from onchip_ff.network import build_layers, checked_eval_layers, init_parameters, make_optimizer, next_input, normalize
 from onchip_ff.objectives.forward_forward import check_label_fits, embed_label, ff_goodness, ff_loss
+
+if TYPE_CHECKING:
+    from onchip_ff.config import Config
+
+
+@dataclass(frozen=True)
+class FFObjective:
+    """[objective] keys of Forward-Forward (and, with intff_blocks, Integrated FF)."""
+
+    method: ClassVar[str] = "ff"
+    threshold: float = 2.0  # theta: goodness threshold of the softplus loss
+    negatives: str = "random"  # wrong label for negatives: "random" or "hard" (highest goodness)
+    label_scale: float = 1.0  # value written into the one-hot label pixels
+    next_input_scale: str = "sqrt_d"  # next layer gets h/|h| times sqrt(d) ("sqrt_d") or 1 ("unit")
+    eval_layers: tuple[int, ...] = ()  # layers (IntFF: blocks) whose goodness is summed at inference; () = all
+
+    def __post_init__(self) -> None:
+        check(self.threshold > 0, "objective.threshold", "> 0", self.threshold)
+        choice("objective.negatives", self.negatives, ("random", "hard"))
+        check(self.label_scale > 0, "objective.label_scale", "> 0", self.label_scale)
+        choice("objective.next_input_scale", self.next_input_scale, ("sqrt_d", "unit"))
+        check(all(i >= 0 for i in self.eval_layers), "objective.eval_layers",
+              "a list of indices >= 0", list(self.eval_layers))
 
 
 class ForwardForward(nn.Module):
@@ -97,3 +125,7 @@ class ForwardForward(nn.Module):
                 h = self.to_next_block(k, out)
             cols.append(total)
         return torch.stack(cols, dim=1)
+
+
+register(Method("ff", FFObjective, ForwardForward,
+                "Hinton Forward-Forward: label in the input, goodness = mean square, layer-local softplus loss"))

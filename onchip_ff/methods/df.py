@@ -1,4 +1,6 @@
-"""Distance-Forward learner (float reference): layer-local or block-local (DF-O), optional DF-R.
+"""Distance-Forward (objective.method = "df"; Wu et al., "Distance-Forward Learning", arXiv
+2408.14925): its [objective] keys, its learner (layer-local or block-local DF-O, optional DF-R)
+and its registration.
 
 Schedule per batch: for each block, forward -> loss at the block output -> backward -> optimizer
 step, then the detached normalized output feeds the next block.  Only one block's autograd graph
@@ -7,14 +9,48 @@ is alive at any time.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
 import torch
 from torch import nn
 
-from onchip_ff.config import Config
+from common.coerce import check, choice
 from common.errors import ConfigError
 from onchip_ff.network import (build_layers, init_parameters, make_blocks, make_optimizer,
                                next_input, normalize)
+from onchip_ff.methods.registry import Method, register
 from onchip_ff.objectives.distance_forward import Centroids, npair_margin_loss
+
+if TYPE_CHECKING:
+    from onchip_ff.config import Config
+
+
+@dataclass(frozen=True)
+class DFObjective:
+    """[objective] keys of Distance-Forward."""
+
+    method: ClassVar[str] = "df"
+    scale: float = 16.0  # s: scale of the N-pair margin loss (typical 10..30)
+    margin: float = 0.2  # m: margin of the N-pair margin loss (typical 0.1..0.4)
+    centroids: str = "learnable"  # "learnable" (trained by the loss) or "ema" (class means)
+    ema_momentum: float = 0.9  # centroids = "ema": c <- mom*c + (1-mom)*batch class mean
+    centroid_lr_scale: float = 1.0  # centroids = "learnable": their learning rate is train.lr times this
+    block_size: int = 1  # DF-O: layers per block, loss at each block output (1 = local DF)
+    accumulate_goodness: bool = False  # DF-R: layer l's loss uses sum_{j<=l} g_j, earlier terms detached
+    next_input_scale: str = "sqrt_d"  # next layer gets h/|h| times sqrt(d) ("sqrt_d") or 1 ("unit")
+    eval_layers: tuple[int, ...] = ()  # loss heads (block outputs) summed at inference; () = all
+
+    def __post_init__(self) -> None:
+        check(self.scale > 0, "objective.scale", "> 0 (typical 10..30)", self.scale)
+        check(self.margin >= 0, "objective.margin", ">= 0 (typical 0.1..0.4)", self.margin)
+        choice("objective.centroids", self.centroids, ("learnable", "ema"))
+        check(0 <= self.ema_momentum < 1, "objective.ema_momentum", "in [0, 1)", self.ema_momentum)
+        check(self.centroid_lr_scale > 0, "objective.centroid_lr_scale", "> 0", self.centroid_lr_scale)
+        check(self.block_size >= 1, "objective.block_size", ">= 1", self.block_size)
+        choice("objective.next_input_scale", self.next_input_scale, ("sqrt_d", "unit"))
+        check(all(i >= 0 for i in self.eval_layers), "objective.eval_layers",
+              "a list of head indices >= 0", list(self.eval_layers))
 
 
 class DistanceForward(nn.Module):
@@ -89,3 +125,7 @@ class DistanceForward(nn.Module):
                 total = total + self.heads[k].goodness(h_hat)
             x = self.to_next_block(k, h_hat)
         return total
+
+
+register(Method("df", DFObjective, DistanceForward,
+                "Distance-Forward: centroid goodness, N-pair margin loss, layer- or block-local (DF-O, DF-R)"))

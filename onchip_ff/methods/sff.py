@@ -1,6 +1,7 @@
-"""Scalable Forward-Forward learner (float reference): per-block auxiliary class heads, per-class
+"""Scalable Forward-Forward (objective.method = "sff"): per-block auxiliary class heads, per-class
 goodness, log-sum-exp margin loss, backprop inside a block only (Krutsylo 2025; see
-onchip_ff/objectives/sff.py for the source and which parts are our reading).
+onchip_ff/objectives/sff.py for the source and which parts are our reading): its [objective]
+keys, its learner and its registration.
 
 Blocks = the entries of self.layers: a residual block (model.arch = "resnet"), a conv layer
 ("cnn") or a dense layer ("mlp").  Each block k has a head: a 1x1 convolution with one output
@@ -18,15 +19,35 @@ prepare_input): "layer" k means block k.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
 
-from onchip_ff.config import Config
+from common.coerce import check
 from onchip_ff.network import build_layers, checked_eval_layers, init_parameters, make_optimizer
 from onchip_ff.objectives.deeperforward import feature_norm
 from onchip_ff.objectives.sff import class_goodness, margin_loss
-from onchip_ff.reference.layer_local import LayerLocalLearner
+from onchip_ff.methods.layer_local import LayerLocalLearner
+from onchip_ff.methods.registry import Method, register
+
+if TYPE_CHECKING:
+    from onchip_ff.config import Config
+
+
+@dataclass(frozen=True)
+class SFFObjective:
+    """[objective] keys of Scalable FF."""
+
+    method: ClassVar[str] = "sff"
+    margin: float = 0.2  # m of the log-sum-exp margin loss
+    eval_layers: tuple[int, ...] = ()  # blocks whose goodness is summed at inference; () = all
+
+    def __post_init__(self) -> None:
+        check(self.margin >= 0, "objective.margin", ">= 0", self.margin)
+        check(all(i >= 0 for i in self.eval_layers), "objective.eval_layers",
+              "a list of block indices >= 0", list(self.eval_layers))
 
 
 def make_head(shape: tuple[int, ...], n_classes: int) -> nn.Module:
@@ -67,3 +88,8 @@ class ScalableForwardForward(LayerLocalLearner):
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
         """Input of block 0: the sample as given (already standardized by the data loader)."""
         return x
+
+
+register(Method("sff", SFFObjective, ScalableForwardForward,
+                "Scalable Forward-Forward: per-block class heads, log-sum-exp margin loss, backprop inside a block",
+                pipeline=True))

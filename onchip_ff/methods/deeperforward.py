@@ -1,5 +1,6 @@
-"""DeeperForward learner (float reference): per-class channel groups, mean-activation scores,
-layer-local cross-entropy (Sun et al., ICLR 2025; see onchip_ff/objectives/deeperforward.py).
+"""DeeperForward (objective.method = "deeperforward"): per-class channel groups, mean-activation
+scores, layer-local cross-entropy (Sun et al., ICLR 2025; see onchip_ff/objectives/deeperforward.py):
+its [objective] keys, its learner and its registration.
 
 Schedule per batch: the input is layer-normalized per sample; then for each layer, forward on the
 detached input -> class scores -> cross-entropy -> backward -> the layer's own optimizer step, and
@@ -9,14 +10,37 @@ any time.  Inference: argmax over classes of the scores summed over `objective.e
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
 import torch
 from torch import nn
 
-from onchip_ff.config import Config
+from common.coerce import check, choice
 from common.errors import ConfigError
 from onchip_ff.network import build_layers, checked_eval_layers, init_parameters, make_optimizer
 from onchip_ff.objectives.deeperforward import class_cross_entropy, class_scores, feature_norm
-from onchip_ff.reference.layer_local import LayerLocalLearner
+from onchip_ff.methods.layer_local import LayerLocalLearner
+from onchip_ff.methods.registry import Method, register
+
+if TYPE_CHECKING:
+    from onchip_ff.config import Config
+
+
+@dataclass(frozen=True)
+class DeeperForwardObjective:
+    """[objective] keys of DeeperForward."""
+
+    method: ClassVar[str] = "deeperforward"
+    feature_norm: str = "layer"  # input of the next layer normalized per sample: "layer" or "group" (per class)
+    score_scale: float = 1.0  # cross-entropy logits = score_scale * class scores (1 = as published)
+    eval_layers: tuple[int, ...] = ()  # layers whose class scores are summed at inference; () = all
+
+    def __post_init__(self) -> None:
+        choice("objective.feature_norm", self.feature_norm, ("layer", "group"))
+        check(self.score_scale > 0, "objective.score_scale", "> 0", self.score_scale)
+        check(all(i >= 0 for i in self.eval_layers), "objective.eval_layers",
+              "a list of layer indices >= 0", list(self.eval_layers))
 
 
 def check_group_widths(cfg: Config, n_classes: int) -> None:
@@ -58,3 +82,8 @@ class DeeperForward(LayerLocalLearner):
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
         """Input of layer 0: the sample normalized per sample (layer normalization)."""
         return feature_norm(x)
+
+
+register(Method("deeperforward", DeeperForwardObjective, DeeperForward,
+                "DeeperForward: per-class channel groups, mean-activation scores, layer-local cross-entropy",
+                pipeline=True))

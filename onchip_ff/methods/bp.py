@@ -1,16 +1,28 @@
-"""Backpropagation baseline (float reference): the same layer stack plus a linear head, end-to-end
-cross-entropy with one backward pass through all layers."""
+"""Backpropagation baseline (objective.method = "bp"): the same layer stack plus a linear head,
+end-to-end cross-entropy with one backward pass through all layers; no [objective] keys."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from onchip_ff.config import Config
+from onchip_ff.methods.registry import Method, register
 from onchip_ff.network import build_layers, init_parameters, make_optimizer
+
+if TYPE_CHECKING:
+    from onchip_ff.config import Config
+
+
+@dataclass(frozen=True)
+class BPObjective:
+    """Backprop has no [objective] keys besides method."""
+
+    method: ClassVar[str] = "bp"
 
 
 class Backprop(nn.Module):
@@ -39,3 +51,6 @@ class Backprop(nn.Module):
     @torch.no_grad()
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         return self(x)
+
+
+register(Method("bp", BPObjective, Backprop, "backpropagation baseline: linear head, end-to-end cross-entropy"))
