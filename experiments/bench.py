@@ -39,7 +39,7 @@ def _entry(name: str, shape: str, sim: Callable, ref: Callable | None, repeats: 
 def _device_entries(repeats: int, n: int = 1_000_000) -> list[dict]:
     """Programming n PCM devices (uniform targets in [0, gmax]) and reading them 1 day later
     (drift, frozen read noise): the deployment path of the pcm noise model."""
-    from hw_models.crossbar import read_out
+    from hw_models.tiles.readout import read_out
     from hw_models.noise.pcm import PCM
     from hw_models.rng import NormalSource
 

@@ -70,7 +70,7 @@ def problem(seed: int, in_features: int = 784, out_features: int = 1000, batch: 
 
 def our_device_moments(n: int, seed: int) -> dict[str, np.ndarray]:
     """Sampled (n devices per g) and formula mean/std of G(t)/gmax, (G, T) each."""
-    from hw_models.crossbar import read_out
+    from hw_models.tiles.readout import read_out
     from hw_models.noise.pcm import PCM
     from hw_models.rng import NormalSource
     model, gmax = PCM(), 25.0
@@ -92,7 +92,7 @@ def our_device_moments(n: int, seed: int) -> dict[str, np.ndarray]:
 def our_layer_outputs(weight: np.ndarray, x: np.ndarray, draws: int, seed: int):
     """(mean, std) per output over `draws` programmings, (L, B, M) each, and the compensation
     factors (L, draws)."""
-    from hw_models.crossbar import AnalogTile
+    from hw_models.tiles.analog import AnalogTile
     dev = layer_device(weight.shape[1], weight.shape[0])
     out = np.zeros((len(LAYER_TIMES_S), draws, x.shape[0], weight.shape[0]))
     alpha = np.zeros((len(LAYER_TIMES_S), draws))

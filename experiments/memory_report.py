@@ -14,7 +14,6 @@ import itertools
 import json
 import math
 import time
-import tomllib
 import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,12 +24,13 @@ from hw_models.blas import set_threads
 from accountant.measure import measure
 import onchip_ff
 from onchip_ff import config
+from common.coerce import check
 from common.errors import ConfigError, OnchipError
+from common.tomlfile import read_toml, typed
 
 CSV_COLUMNS = ("method", "arch", "batch", "depth", "format", "optimizer", "component", "predicted_bytes",
                "measured_bytes", "rel_error", "grads", "measure", "exact", "note")
-SETTINGS = {"steps": 2, "threads": 1, "seed": 0, "checkpoint_every": 0, "block_size": 2,
-            "intff_block_size": 2, "cuda": True, "map_batch": [32, 128, 1024, 8192], "map_depth": [3, 12, 48]}
+EXAMPLE = "experiments/configs/memory_fmnist.toml"
 GRID_LISTS = ("method", "arch", "batch", "depth", "format", "optimizer")
 ARCH_KEYS = {"mlp_width": 1000, "cnn_channels": [32, 64, 128], "cnn_pool": 2, "cnn_pool_every": 1,
              "grads": ["kept"]}  # optional; cnn_* also shape the ResNet (residual blocks)
@@ -72,47 +72,47 @@ class Point:
         return self.kind != "mlp" and 28 // self.pool ** pools < 1
 
 
+@dataclass(frozen=True)
+class MemorySettings:
+    """The [memory] keys of a memory file (its [memory.formats.*] and [[memory.grid]] apart)."""
+
+    steps: int = 2  # training steps measured per point (the last is the steady state)
+    threads: int = 1  # torch threads of the measurements
+    seed: int = 0  # train.seed of every point
+    checkpoint_every: int = 0  # bp_ckpt: layers per checkpointed segment (0 = round(sqrt(depth)))
+    block_size: int = 2  # dfo: layers per DF-O block
+    intff_block_size: int = 2  # intff: layers per IntFF block (the last may be shorter)
+    cuda: bool = True  # also torch.cuda.max_memory_allocated when a GPU is present
+    map_batch: tuple[int, ...] = (32, 128, 1024, 8192)  # batch sizes of the analytic map (ratios.md)
+    map_depth: tuple[int, ...] = (3, 12, 48)  # depths of the analytic map
+
+    def __post_init__(self) -> None:
+        for key in ("steps", "threads", "block_size", "intff_block_size", "checkpoint_every"):
+            low = 0 if key == "checkpoint_every" else 1
+            check(getattr(self, key) >= low, f"memory.{key}", f">= {low}", getattr(self, key))
+        for key in ("map_batch", "map_depth"):
+            check(all(v >= 1 for v in getattr(self, key)), f"memory.{key}", "a list of integers >= 1",
+                  list(getattr(self, key)))
+
+
 def _fail(msg: str) -> None:
     raise ConfigError(msg)
 
 
 def load_memory_config(path: str | Path) -> tuple[dict, dict[str, NumberFormat], list[Point]]:
     """[memory] settings, named formats and the grid points (union of the grids' products)."""
-    path = Path(path)
-    if not path.is_file():
-        _fail(f"config file {path} not found; pass a .toml file such as "
-              "experiments/configs/memory_fmnist.toml")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    raw = read_toml(path, "memory", EXAMPLE)
     if set(raw) != {"memory"}:
         _fail(f"{path}: a memory config has one [memory] table (with [memory.formats.*] and "
               f"[[memory.grid]]), found {sorted(raw)}")
     mem = dict(raw["memory"])
     formats_raw, grids = mem.pop("formats", {}), mem.pop("grid", [])
-    settings = dict(SETTINGS)
-    for key, value in mem.items():
-        if key not in SETTINGS:
-            _fail(f"unknown key memory.{key} in {path}; valid keys: {', '.join(SETTINGS)}, formats, grid")
-        if type(value) is not type(SETTINGS[key]):
-            _fail(f"memory.{key} must be {type(SETTINGS[key]).__name__}, got {value!r}")
-        settings[key] = value
-    for key in ("steps", "threads", "block_size", "intff_block_size", "checkpoint_every"):
-        if settings[key] < (0 if key == "checkpoint_every" else 1):
-            _fail(f"memory.{key} must be >= {0 if key == 'checkpoint_every' else 1}, got {settings[key]}")
-    for key in ("map_batch", "map_depth"):
-        if any(not isinstance(v, int) or v < 1 for v in settings[key]):
-            _fail(f"memory.{key} must list integers >= 1, got {settings[key]}")
+    settings = dataclasses.asdict(typed(MemorySettings, mem, "memory", str(path)))
     formats = {"float32": NumberFormat()}
     for name, f in formats_raw.items():
-        bad = set(f) - {"weight_bits", "input_bits", "acc_bits"}
-        if bad:
-            _fail(f"memory.formats.{name}: unknown keys {sorted(bad)}; use weight_bits, input_bits, "
-                  "acc_bits")
-        if not f.get("weight_bits"):
+        if not isinstance(f, dict) or not f.get("weight_bits"):
             _fail(f"memory.formats.{name}.weight_bits must be 2..16 (float32 is built in)")
-        formats[name] = NumberFormat(name, f["weight_bits"], f.get("input_bits", 0), f.get("acc_bits", 32))
+        formats[name] = typed(NumberFormat, f, f"memory.formats.{name}", str(path), name=name)
     if not grids:
         _fail(f"{path}: no [[memory.grid]] tables; each lists method, arch, batch, depth, format, "
               "optimizer")

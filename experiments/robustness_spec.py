@@ -11,8 +11,8 @@ from typing import Any
 
 from onchip_ff import config
 from common.errors import ConfigError
-from experiments.runner.sweep import (Run, Sweep, _flatten, _seeds, canonical_json, config_key, read_tables,
-                                      toml_value)
+from common.tomlfile import read_toml
+from experiments.runner.sweep import Run, Sweep, _flatten, _seeds, canonical_json, config_key, toml_value
 
 EXAMPLE = "experiments/configs/robustness_fmnist.toml"
 TABLES = ("robustness", "methods", "fixed", "reference", "parameter")
@@ -117,7 +117,7 @@ def load_spec(path: str | Path, extra_overrides: list[str] = ()) -> Spec:
     """Parse and expand a robustness file; every run's config is validated before anything runs.
     Precedence: method's base config < [fixed] < --set < the parameter's set < level < seed."""
     path = Path(path)
-    raw = read_tables(path, "robustness", TABLES, EXAMPLE)
+    raw = read_toml(path, "robustness", EXAMPLE, TABLES)
     head = _table(raw, "robustness", path, HEAD_KEYS)
     name = head.get("name", path.stem)
     if not isinstance(name, str) or not name.strip():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import tomli_w
 
 from common.coerce import check as _check
 from common.coerce import choice as _choice
-from common.coerce import coerce as _coerce
+from common.tomlfile import read_toml, typed_fields
 from common.errors import ConfigError
 
 
@@ -182,18 +181,6 @@ SECTIONS: dict[str, type | None] = {"data": DataConfig, "model": ModelConfig, "o
                                     "train": TrainConfig, "hardware": HardwareConfig, "deploy": DeployConfig}
 
 
-def _fields(cls: type, values: dict[str, Any], prefix: str, source: str) -> dict[str, Any]:
-    """values checked against the annotated fields of dataclass cls (keys named prefix.key)."""
-    hints = {f.name: typing.get_type_hints(cls)[f.name] for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        if key not in hints:
-            raise ConfigError(f"unknown key {prefix}.{key} in {source}; valid keys of [{prefix}]: "
-                              + (", ".join(hints) or "none"))
-        kwargs[key] = _coerce(f"{prefix}.{key}", value, hints[key])
-    return kwargs
-
-
 def _objective(values: dict[str, Any], source: str, stored: bool):
     """[objective]: `method` picks the registered method whose dataclass holds the other keys, given
     flat ([objective] scale = 16) or in the method's own table ([objective.df] scale = 16).  Tables
@@ -215,7 +202,7 @@ def _objective(values: dict[str, Any], source: str, stored: bool):
         if name == method:
             continue  # checked below, with the flat keys
         try:
-            get(name).objective(**_fields(get(name).objective, table, f"objective.{name}", source))
+            get(name).objective(**typed_fields(get(name).objective, table, f"objective.{name}", source))
         except ConfigError as exc:
             raise ConfigError(f"[objective.{name}] in {source}: {exc}") from None
     own = {f.name for f in dataclasses.fields(cls)}
@@ -235,7 +222,7 @@ def _objective(values: dict[str, Any], source: str, stored: bool):
     if twice:
         raise ConfigError(f"objective.{twice[0]} in {source} is set both in [objective] and in "
                           f"[objective.{method}]; keep one")
-    return cls(**_fields(cls, {**flat, **tables.get(method, {})}, "objective", source))
+    return cls(**typed_fields(cls, {**flat, **tables.get(method, {})}, "objective", source))
 
 
 def from_dict(raw: dict[str, Any], source: str = "config", stored: bool = False) -> Config:
@@ -256,7 +243,7 @@ def from_dict(raw: dict[str, Any], source: str = "config", stored: bool = False)
         elif section == "objective":
             sections[section] = _objective(values, source, stored)
         else:
-            sections[section] = cls(**_fields(cls, values, section, source))
+            sections[section] = cls(**typed_fields(cls, values, section, source))
     return Config(**sections)
 
 
@@ -297,15 +284,8 @@ def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
     raw: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
-        path = Path(path)
         source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} not found; pass the path of a .toml file "
-                              "(examples in experiments/configs/)")
-        try:
-            raw = tomllib.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        raw = read_toml(path, "config", "experiments/configs/df_mlp_fmnist.toml")
     apply_overrides(raw, overrides)
     return from_dict(raw, source + (" with --set overrides" if overrides else ""))
 

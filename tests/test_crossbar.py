@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from hw_models.crossbar import AnalogTile
+from hw_models.tiles.analog import AnalogTile
 from hw_models.device import DeviceConfig
 from hw_models.noise.base import NoiseModel
 from hw_models.periphery import PeripheryConfig
@@ -193,7 +193,7 @@ def _old_one_sided_update(tile, delta_w):
     dw_norm = np.asarray(delta_w, dtype=np.float32) / tile.w_max
     w_norm, changed = np.clip(tile.g_eff + dw_norm, -1.0, 1.0), dw_norm != 0
     every = bool(changed.all())
-    for i, target in enumerate(tile._targets(w_norm)):
+    for i, target in enumerate(tile.mapping.targets(w_norm)):
         old = tile.states[i] if every else {k: v[changed] for k, v in tile.states[i].items()}
         g, state = tile._write_devices(target if every else target[changed], old)
         if every:

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from hw_models.digital import AccumulatorOverflow, DigitalTile
+from hw_models.tiles.digital import AccumulatorOverflow, DigitalTile
 from hw_models.presets import preset
 
 from naive import naive_int_matmul, naive_quantize_nearest_kernel

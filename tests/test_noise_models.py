@@ -365,7 +365,7 @@ def test_every_numeric_field_rejects_nan(name):
 def test_state_survives_the_crossbar(name, mapping):
     """program, a sparse update (one_sided: masked re-programming of state[key][changed]), drift and
     noisy reads through an AnalogTile with the model's example() as the whole noise chain."""
-    from hw_models.crossbar import AnalogTile
+    from hw_models.tiles.analog import AnalogTile
     from hw_models.device import DeviceConfig
 
     model = get(name).example()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hw_models.crossbar import read_out
+from hw_models.tiles.readout import read_out
 from hw_models.noise.pcm import PCM
 from hw_models.rng import NormalSource
 

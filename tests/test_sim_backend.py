@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from experiments.cli import main
-from hw_models.digital import DigitalTile
+from hw_models.tiles.digital import DigitalTile
 from hw_models.presets import PRESETS
 from onchip_ff import config
 from onchip_ff.data import load_dataset

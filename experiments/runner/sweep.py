@@ -7,7 +7,6 @@ import hashlib
 import itertools
 import json
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from onchip_ff import config
 from onchip_ff.config import Config
 from common.errors import ConfigError
+from common.tomlfile import read_toml
 
 TABLES = ("sweep", "fixed", "variants", "grid")
 SWEEP_KEYS = ("name", "base", "seeds")
@@ -146,27 +146,12 @@ def _variants(raw: dict[str, Any], path: Path) -> list[tuple[Path | None, dict[s
     return out
 
 
-def read_tables(path: Path, kind: str, tables: tuple[str, ...], example: str) -> dict[str, Any]:
-    """The TOML file of a `kind` file (sweep, robustness) with only the known top-level tables."""
-    if not path.is_file():
-        raise ConfigError(f"{kind} file {path} not found; pass a .toml {kind} file (example: {example})")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    unknown = sorted(set(raw) - set(tables))
-    if unknown:
-        raise ConfigError(f"{path}: unknown table(s) {', '.join(unknown)}; a {kind} file has "
-                          + ", ".join(f"[{t}]" for t in tables) + f" (see {example})")
-    return raw
-
-
 def load_sweep(path: str | Path, extra_overrides: list[str] = ()) -> Sweep:
     """Parse and fully expand a sweep file; every run's config is validated here, before anything
     is written. extra_overrides (`section.key=value`, from `--set`) apply to every run like [fixed]
     entries and replace them. Precedence: base < [fixed] < --set < variant < grid point < seed."""
     path = Path(path)
-    raw = read_tables(path, "sweep", TABLES, EXAMPLE)
+    raw = read_toml(path, "sweep", EXAMPLE, TABLES)
     head = _table(raw, "sweep", path)
     bad = sorted(set(head) - set(SWEEP_KEYS))
     if bad:

@@ -4,7 +4,7 @@ in one parallel pass) and the granular write of one-sided pairs (which pairs one
 re-programs, and to which targets).
 
 Model semantics and sources: hw_models/noise/pcm.py (aihwkit PCMLikeNoiseModel) and
-hw_models/crossbar.py (AnalogTile.update).  Slow twins: tests/naive.py (naive_pcm_program,
+hw_models/tiles/update.py (Reprogram).  Slow twins: tests/naive.py (naive_pcm_program,
 naive_granular_targets).  Arithmetic mirrors the numpy formulas op for op with no fastmath (no
 reassociation, no FMA contraction), so both kernels equal their twins bit for bit, except two
 libm calls: q's x**exponent is libm's powf here (within 0.51 ulp of exact), so q may differ from

@@ -1,0 +1,51 @@
+"""Arrays that hold one layer's weight matrix: the Tile protocol every array meets, the analog
+crossbar (analog.py, composed of a weight mapping (mapping.py), a periphery chain (chain.py) and an
+update policy (update.py), with the devices read out at a time by readout.py) and the digital
+fixed-point MAC array (digital.py); make_tile picks one for a DeviceConfig."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from hw_models.device import DeviceConfig
+
+
+@runtime_checkable
+class Tile(Protocol):
+    """A weight matrix W (out_features, in_features) on an array.  Contract (tests/test_tiles.py):
+    program(W) writes W; weights() is what the array holds; forward(x) ~ x W^T (N, in) -> (N, out)
+    and backward(d) ~ d W (N, out) -> (N, in) through the array's periphery; update(dW) applies a
+    requested change through the array's update model, write(W') moves towards W' and returns
+    weights(), outer_update(x, d, lr) = update(-lr d^T x); set_time(t_s) evaluates the array t_s
+    seconds after programming (drift; a no-op for digital storage).  Same Generator seed, same
+    results."""
+
+    out_features: int
+    in_features: int
+
+    def program(self, weight: np.ndarray) -> None: ...
+
+    def set_time(self, t_s: float) -> None: ...
+
+    def weights(self) -> np.ndarray: ...
+
+    def forward(self, x: np.ndarray) -> np.ndarray: ...
+
+    def backward(self, d: np.ndarray) -> np.ndarray: ...
+
+    def update(self, delta_w: np.ndarray) -> None: ...
+
+    def write(self, w_target: np.ndarray) -> np.ndarray: ...
+
+    def outer_update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None: ...
+
+
+def make_tile(weight: np.ndarray, device: DeviceConfig, rng: np.random.Generator) -> Tile:
+    """An array programmed with weight (out, in): DigitalTile if device.weight_bits > 0, else AnalogTile."""
+    if device.digital:
+        from hw_models.tiles.digital import DigitalTile
+        return DigitalTile(weight, device, rng)
+    from hw_models.tiles.analog import AnalogTile
+    return AnalogTile(weight, device, rng)

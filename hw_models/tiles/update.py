@@ -1,0 +1,95 @@
+"""Update policies of an analog array: how a requested weight change reaches the devices.
+
+Reprogram (one-sided pairs): read-modify-write — the new target starts from the pair's current
+effective weight g_eff (what the devices hold, never a float copy).  With write_granularity = 0
+every pair with a nonzero request dw = delta_w / w_max gets the target clip(g_eff + dw, -1, 1).
+With write_granularity e > 0 a pair moves by n whole increments of e, n = floor(dw / e + u) with
+u ~ U[0, 1) (stochastic rounding: E[n e] = dw, unbiased; u counter-based from one key drawn from
+the array's Generator), target clip(g_eff + n e, -1, 1), and only pairs with n != 0 are
+re-programmed: fresh programming noise for those alone, the other devices keep their
+conductance.  Ideal devices (no noise model, no compensation, exact writes) take a fused one-pass
+write kernel.  Device properties (state) persist across writes.
+
+Pulsed (symmetric pairs): half of the conductance change to G+, the opposite half to G-, through
+the first noise model with an update stage (else exact, clipped to [0, gmax]).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hw_models.kernels.pcm import granular_targets
+from hw_models.kernels.program import one_sided_write
+
+if TYPE_CHECKING:
+    from hw_models.tiles.analog import AnalogTile
+
+
+class Reprogram:
+    """Writes re-program the pairs they change (one-sided pairs)."""
+
+    def update(self, tile: AnalogTile, delta_w: np.ndarray) -> None:
+        d = tile.device
+        if d.write_granularity:
+            idx, w_new, _ = granular_targets(np.ascontiguousarray(delta_w, dtype=np.float32),
+                                             tile.w_max[:, 0], tile.g_eff, d.write_granularity, tile.rng)
+            tile.reprogram_at(idx, w_new)
+            return
+        dw_norm = np.asarray(delta_w, dtype=np.float32) / tile.w_max
+        w_norm, changed = np.clip(tile.g_eff + dw_norm, -1.0, 1.0), dw_norm != 0
+        if not changed.all():
+            tile.reprogram_at(changed, w_norm[changed])
+            return
+        tile.reprogram_all(w_norm)
+
+    def write(self, tile: AnalogTile, w_target: np.ndarray) -> np.ndarray:
+        d = tile.device
+        if not d.noise and not d.periphery.drift_compensation and not d.write_granularity:
+            w_target = np.ascontiguousarray(w_target, dtype=np.float32)
+            out = np.empty_like(w_target)
+            one_sided_write(w_target, tile.w_max[:, 0], d.gmax_uS, tile.g_prog[0], tile.g_prog[1],
+                            tile.g_eff, out)
+            return out
+        if d.write_granularity:  # update(), fused with weights()
+            idx, w_new, w_out = granular_targets(np.ascontiguousarray(w_target, dtype=np.float32),
+                                                 tile.w_max[:, 0], tile.g_eff, d.write_granularity,
+                                                 tile.rng, from_target=True)
+            tile.reprogram_at(idx, w_new)
+            rows = idx // tile.in_features
+            np.put(w_out, idx, np.take(tile.g_eff, idx) * np.take(tile.w_max[:, 0], rows))
+            tile.written()
+            return w_out
+        tile.update(w_target - tile.weights())
+        return tile.weights()
+
+
+class Pulsed:
+    """Updates move both devices of a symmetric pair through the devices' update model."""
+
+    def update(self, tile: AnalogTile, delta_w: np.ndarray) -> None:
+        d = tile.device
+        dw_norm = np.asarray(delta_w, dtype=np.float32) / tile.w_max
+        half_dg = dw_norm * np.float32(d.gmax_uS / 2)
+        for i, sign in enumerate((1.0, -1.0)):
+            g, state = tile.g_prog[i], tile.states[i]
+            for model in d.noise:
+                if "update" in model.stages:
+                    g = model.update(g, np.float32(sign) * half_dg, d.gmax_uS, state, tile.rng)
+                    break
+            else:
+                g = np.clip(g + np.float32(sign) * half_dg, 0.0, d.gmax_uS)
+            for model in d.noise:
+                g = model.enforce(g, state)
+            tile.g_prog[i] = g.astype(np.float32, copy=False)
+        tile.refresh()
+
+    def write(self, tile: AnalogTile, w_target: np.ndarray) -> np.ndarray:
+        tile.update(w_target - tile.weights())
+        return tile.weights()
+
+
+def update_policy(pair_mapping: str) -> Reprogram | Pulsed:
+    """The policy of a pair mapping: one-sided pairs are re-programmed, symmetric pairs pulsed."""
+    return Reprogram() if pair_mapping == "one_sided" else Pulsed()
