@@ -24,6 +24,7 @@ from hw_models.blas import set_threads
 from accountant.measure import measure
 import onchip_ff
 from onchip_ff import config
+from onchip_ff.data import load_dataset
 from common.coerce import check
 from common.errors import ConfigError, OnchipError
 from common.tomlfile import read_toml, typed
@@ -53,6 +54,8 @@ class Point:
     pool: int = 2
     grads: str = "kept"  # "kept": .grad survives to the next step (the learners); "freed": after each step
     pool_every: int = 1  # cnn, resnet: pool after every pool_every-th layer / block
+    input_shape: tuple[int, ...] = (1, 28, 28)  # one sample, as [memory.data] gives it (default Fashion-MNIST)
+    n_classes: int = 10
 
     def key(self) -> dict:
         return {k: getattr(self, k) for k in ("method", "arch", "batch", "depth", "format", "optimizer",
@@ -61,15 +64,15 @@ class Point:
     def layers(self, depth: int | None = None):
         d = depth or self.depth
         if self.kind == "mlp":
-            return mlp_layers((1, 28, 28), (self.width,) * d)
+            return mlp_layers(self.input_shape, (self.width,) * d)
         chans = tuple(self.channels[min(i, len(self.channels) - 1)] for i in range(d))
         build = resnet_layers if self.kind == "resnet" else cnn_layers
-        return build((1, 28, 28), chans, 3, self.pool, pool_every=self.pool_every)
+        return build(self.input_shape, chans, 3, self.pool, pool_every=self.pool_every)
 
     def shrinks(self, depth: int | None = None) -> bool:
-        """True when the poolings of `depth` (default: the point's) layers leave no 28x28 pixel."""
+        """True when the poolings of `depth` (default: the point's) layers leave no pixel."""
         pools = (depth or self.depth) // self.pool_every
-        return self.kind != "mlp" and 28 // self.pool ** pools < 1
+        return self.kind != "mlp" and min(self.input_shape[1:]) // self.pool ** pools < 1
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,13 @@ def load_memory_config(path: str | Path) -> tuple[dict, dict[str, NumberFormat],
         _fail(f"{path}: a memory config has one [memory] table (with [memory.formats.*] and "
               f"[[memory.grid]]), found {sorted(raw)}")
     mem = dict(raw["memory"])
-    formats_raw, grids = mem.pop("formats", {}), mem.pop("grid", [])
+    formats_raw, grids, data_raw = mem.pop("formats", {}), mem.pop("grid", []), mem.pop("data", None)
+    shape, n_classes = (1, 28, 28), N_CLASSES
+    if data_raw is not None:  # the sample shape and class count of any data source
+        if not isinstance(data_raw, dict):
+            _fail(f"memory.data in {path} must be a table of [data] keys, e.g. name = \"npz\", path = ...")
+        data = load_dataset(typed(config.DataConfig, data_raw, "memory.data", str(path)))
+        shape, n_classes = data.input_shape, data.n_classes
     settings = dataclasses.asdict(typed(MemorySettings, mem, "memory", str(path)))
     formats = {"float32": NumberFormat()}
     for name, f in formats_raw.items():
@@ -142,30 +151,32 @@ def load_memory_config(path: str | Path) -> tuple[dict, dict[str, NumberFormat],
         for method, kind, batch, depth, fmt, opt, grads in itertools.product(
                 *(grid[k] for k in GRID_LISTS), arch["grads"]):
             pool, every = arch["cnn_pool"], arch["cnn_pool_every"]
-            _check_method(g, method, kind, arch)
+            _check_method(g, method, kind, arch, n_classes)
+            if kind != "mlp" and len(shape) != 3:
+                _fail(f"memory.grid[{g}]: arch {kind!r} needs images, [memory.data] has samples of shape {shape}")
             chans = tuple(chans)
             label = (f"mlp-{arch['mlp_width']}" if kind == "mlp" else
                      f"{kind}-{'.'.join(map(str, chans))}-p{pool}" + (f"e{every}" if every > 1 else ""))
             point = Point(method, label, batch, depth, fmt, opt, kind, arch["mlp_width"], chans, pool,
-                          grads, every)
+                          grads, every, tuple(shape), n_classes)
             if point.shrinks():
                 _fail(f"memory.grid[{g}]: a depth-{depth} {kind.upper()} with pool {pool} every "
-                      f"{every} layer(s) shrinks 28x28 inputs to nothing; lower the depth or set "
+                      f"{every} layer(s) shrinks {shape[1]}x{shape[2]} inputs to nothing; lower the depth or set "
                       "cnn_pool = 1")
             points[point] = None
     return settings, formats, list(points)
 
 
-def _check_method(g: int, method: str, kind: str, arch: dict) -> None:
+def _check_method(g: int, method: str, kind: str, arch: dict, n_classes: int) -> None:
     """IntFF is an MLP learner; DeeperForward splits every layer into one group per class."""
     if method == "intff" and kind != "mlp":
         _fail(f"memory.grid[{g}]: method 'intff' runs on arch 'mlp' only; put it in a grid with "
               'arch = ["mlp"]')
     widths = [arch["mlp_width"]] if kind == "mlp" else arch["cnn_channels"]
-    if method == "deeperforward" and any(w % N_CLASSES for w in widths):
+    if method == "deeperforward" and any(w % n_classes for w in widths):
         key = "mlp_width" if kind == "mlp" else "cnn_channels"
         _fail(f"memory.grid[{g}]: method 'deeperforward' needs {key} = {widths} in multiples of the "
-              f"{N_CLASSES} classes (one channel group per class)")
+              f"{n_classes} classes (one channel group per class)")
 
 
 def point_config(p: Point, settings: dict, fmt: NumberFormat) -> config.Config:
@@ -197,12 +208,13 @@ def _rel(pred: int | None, meas: int | None) -> float | None:
 
 def point_rows(p: Point, settings: dict, fmt: NumberFormat) -> list[dict]:
     cfg = point_config(p, settings, fmt)
-    spec = spec_from_config(cfg, batch=p.batch, method=p.method,
-                            checkpoint_every=settings["checkpoint_every"])
+    spec = spec_from_config(cfg, batch=p.batch, method=p.method, input_shape=p.input_shape,
+                            n_classes=p.n_classes, checkpoint_every=settings["checkpoint_every"])
     spec = replace(spec, fmt=fmt, free_grads=p.grads == "freed")
     pred = predict(spec)
     act_item = NumberFormat.itemsize(fmt.input_bits) if fmt.input_bits else 0
     meas = measure(cfg, p.method, p.batch, settings["steps"], settings["checkpoint_every"],
+                   input_shape=p.input_shape, n_classes=p.n_classes,
                    seed=settings["seed"], act_itemsize=act_item, with_cuda=settings["cuda"],
                    free_grads=spec.free_grads)
     sim = bool(fmt.weight_bits)
@@ -268,8 +280,9 @@ def memory_sweep(path: Path, settings: dict, formats: dict[str, NumberFormat], p
     for p in points:
         keys = POINT_SETTINGS + (("intff_block_size",) if p.method == "intff" else ())
         point = dataclasses.asdict(p)
-        if p.pool_every == 1:  # the default: the keys of points stored before the field existed
-            del point["pool_every"]
+        for key, default in (("pool_every", 1), ("input_shape", (1, 28, 28)), ("n_classes", 10)):
+            if point[key] == default:  # the keys of points stored before the field existed
+                del point[key]
         text = json.dumps({"memory_point": point, "format": dataclasses.asdict(formats[p.format]),
                            "settings": {k: settings[k] for k in keys}},
                           sort_keys=True, separators=(",", ":"))
@@ -284,7 +297,8 @@ def execute_point(config_json: str, threads: int) -> dict:
     try:
         raw = json.loads(config_json)
         point = raw["memory_point"]
-        p = Point(**{**point, "channels": tuple(point["channels"])})
+        p = Point(**{**point, "channels": tuple(point["channels"]),
+                     "input_shape": tuple(point.get("input_shape", (1, 28, 28)))})
         settings = raw["settings"]
         set_threads(settings["threads"])
         rows = point_rows(p, settings, NumberFormat(**raw["format"]))

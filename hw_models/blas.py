@@ -7,6 +7,8 @@ One thread pool for the whole process: alternating numpy's OpenBLAS pool with to
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -24,3 +26,20 @@ def set_threads(n: int) -> None:
     import numba
     torch.set_num_threads(n)
     numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    """set_threads(n) for the duration of a with-block (n = 0: leave the pools as they are); the
+    caller's thread counts come back afterwards, also after an exception."""
+    if not n:
+        yield
+        return
+    import numba
+    before = torch.get_num_threads(), numba.get_num_threads()
+    set_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        numba.set_num_threads(before[1])

@@ -33,6 +33,15 @@ class NormalSource:
     def __init__(self, rng: np.random.Generator) -> None:
         self.streams = rng.spawn(STREAMS)
 
+    def states(self) -> list[dict]:
+        """generator_state() of each stream (to save and restore a source)."""
+        return [generator_state(g) for g in self.streams]
+
+    def set_states(self, states: list[dict]) -> None:
+        if len(states) != len(self.streams):
+            raise ValueError(f"{len(states)} stream states for {len(self.streams)} streams")
+        self.streams = [restore_generator(st) for st in states]
+
     def standard_normal(self, shape: tuple[int, ...]) -> np.ndarray:
         out = np.empty(shape, np.float32)
         flat = out.reshape(-1)
@@ -56,3 +65,20 @@ def standard_normal(rng: np.random.Generator, n: int) -> np.ndarray:
     if n < MIN_PARALLEL:
         return rng.standard_normal(n, dtype=np.float32)
     return NormalSource(rng).standard_normal((n,))
+
+
+def generator_state(rng: np.random.Generator) -> dict:
+    """Everything that decides rng's future draws, spawns included, as plain values: the bit
+    generator's state and its SeedSequence (entropy, spawn key, pool size, children spawned)."""
+    ss = rng.bit_generator.seed_seq
+    return {"bit_generator": rng.bit_generator.state, "entropy": ss.entropy, "spawn_key": list(ss.spawn_key),
+            "pool_size": ss.pool_size, "n_children_spawned": ss.n_children_spawned}
+
+
+def restore_generator(state: dict) -> np.random.Generator:
+    """A Generator that draws and spawns exactly as the one generator_state() saw."""
+    ss = np.random.SeedSequence(state["entropy"], spawn_key=tuple(state["spawn_key"]),
+                                pool_size=state["pool_size"], n_children_spawned=state["n_children_spawned"])
+    bg = getattr(np.random, state["bit_generator"]["bit_generator"])(ss)
+    bg.state = state["bit_generator"]
+    return np.random.Generator(bg)

@@ -41,6 +41,8 @@ class _TileMatmul(torch.autograd.Function):
 
 
 class AnalogLinear(nn.Module):
+    """nn.Linear on a simulated array: y = x W^T through the tile (+ a digital bias)."""
+
     def __init__(self, linear: nn.Linear, device: DeviceConfig, rng: np.random.Generator) -> None:
         super().__init__()
         self.weight = linear.weight
@@ -49,22 +51,42 @@ class AnalogLinear(nn.Module):
         self.sync_from_device()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._write_if_changed()
         y = _TileMatmul.apply(x.contiguous(), self.weight, self.tile)
         return y + self.bias if self.bias is not None else y
+
+    def _write_if_changed(self) -> None:
+        """An optimizer without the learners' step hook (a user's own, after onchip_ff.convert)
+        changed the Parameter in place: write the change into the devices before they are read."""
+        if self.weight._version != self._synced:
+            self.write_to_device()
 
     @torch.no_grad()
     def write_to_device(self) -> None:
         """Write the optimizer's requested weights into the devices, keep what they now hold."""
         w = self.weight.reshape(self.weight.shape[0], -1)
         w.copy_(torch.from_numpy(self.tile.write(w.numpy())))
+        self._synced = self.weight._version
 
     @torch.no_grad()
     def sync_from_device(self) -> None:
+        """The Parameter := what the devices hold now."""
         self.weight.copy_(torch.from_numpy(self.tile.weights()).view_as(self.weight))
+        self._synced = self.weight._version
+
+    def set_time(self, t_s: float) -> None:
+        """Read the array t_s seconds after programming from now on (drift, frozen read noise); the
+        Parameter follows what the devices then hold."""
+        if self.tile.t_s == self.tile.device.read_time_s:
+            self._write_if_changed()  # a pending optimizer step lands before the clock moves
+        self.tile.set_time(t_s)
+        self._write_if_changed()  # (set back to read_time_s: a step made at the later time lands now)
+        self.sync_from_device()
 
 
 class AnalogConv2d(AnalogLinear):
-    """Convolution as im2col + tile MVM: each output pixel is one read of the (out, in*k*k) array."""
+    """nn.Conv2d (groups 1, dilation 1, zero padding) as im2col + tile MVM: each output pixel is one
+    read of the (out, in*k*k) array."""
 
     def __init__(self, conv: nn.Conv2d, device: DeviceConfig, rng: np.random.Generator) -> None:
         nn.Module.__init__(self)
@@ -75,6 +97,7 @@ class AnalogConv2d(AnalogLinear):
         self.sync_from_device()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._write_if_changed()
         n, _, h, w = x.shape
         cols = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)  # (N, CKK, L)
         ho = (h + 2 * self.padding[0] - self.kernel_size[0]) // self.stride[0] + 1
@@ -85,9 +108,25 @@ class AnalogConv2d(AnalogLinear):
         return y + self.bias.view(1, -1, 1, 1) if self.bias is not None else y
 
 
-def attach_simulator(learner: nn.Module, device: DeviceConfig, seed: int) -> list[AnalogLinear]:
-    """Swap every nn.Linear / nn.Conv2d of the learner for its tile-backed twin (same Parameters),
-    and make every optimizer step write into the devices.  Returns the analog modules."""
+def unsupported(module: nn.Module) -> list[str]:
+    """What in `module` the simulator cannot map: layers with parameters other than Linear and
+    Conv2d, and convolutions other than groups 1, dilation 1, zero padding by integers ("name: why")."""
+    bad = []
+    for name, m in module.named_modules():
+        if isinstance(m, nn.Conv2d):
+            if m.groups != 1 or m.dilation != (1, 1) or m.padding_mode != "zeros" or isinstance(m.padding, str):
+                bad.append(f"{name or type(m).__name__}: Conv2d with groups {m.groups}, dilation {m.dilation}, "
+                           f"padding {m.padding!r} ({m.padding_mode}); supported: groups 1, dilation 1, "
+                           "integer zero padding")
+        elif not isinstance(m, (nn.Linear, AnalogLinear)) and any(True for _ in m.parameters(recurse=False)):
+            bad.append(f"{name or type(m).__name__}: {type(m).__name__} has parameters but is not Linear or Conv2d")
+    return bad
+
+
+def swap_layers(module: nn.Module, device: DeviceConfig, seed: int) -> list[AnalogLinear]:
+    """Swap every nn.Linear / nn.Conv2d below `module` (in place) for its tile-backed twin (same
+    Parameters, programmed now; tile k draws from SeedSequence(seed) child k).  Returns the analog
+    modules in the order of module.named_children(), depth first."""
     seeds = np.random.SeedSequence(seed).spawn(1024)
     analog: list[AnalogLinear] = []
 
@@ -95,13 +134,20 @@ def attach_simulator(learner: nn.Module, device: DeviceConfig, seed: int) -> lis
         for name, child in parent.named_children():
             if isinstance(child, (nn.Linear, nn.Conv2d)):
                 cls = AnalogLinear if isinstance(child, nn.Linear) else AnalogConv2d
-                module = cls(child, device, np.random.default_rng(seeds[len(analog)]))
-                setattr(parent, name, module)
-                analog.append(module)
+                new = cls(child, device, np.random.default_rng(seeds[len(analog)]))
+                setattr(parent, name, new)
+                analog.append(new)
             else:
                 swap(child)
 
-    swap(learner)
+    swap(module)
+    return analog
+
+
+def attach_simulator(learner: nn.Module, device: DeviceConfig, seed: int) -> list[AnalogLinear]:
+    """Swap every nn.Linear / nn.Conv2d of the learner for its tile-backed twin (same Parameters),
+    and make every optimizer step write into the devices.  Returns the analog modules."""
+    analog = swap_layers(learner, device, seed)
     by_param = {id(m.weight): m for m in analog}
     for opt in learner.optimizers:
         mods = [by_param[id(p)] for g in opt.param_groups for p in g["params"] if id(p) in by_param]

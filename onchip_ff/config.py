@@ -24,8 +24,12 @@ from common.errors import ConfigError
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = "fashion_mnist"  # "fashion_mnist" or "synthetic"
-    root: str = ""  # folder with the raw IDX files; "" = /usr/share/datasets/fashion-mnist
+    name: str = "fashion_mnist"  # the source (onchip_ff/data/): fashion_mnist, mnist, idx, cifar10, npz, synthetic
+    root: str = ""  # fashion_mnist, mnist, idx, cifar10: the folder with the files; fashion_mnist "" = /usr/share/datasets/fashion-mnist
+    path: str = ""  # npz: the .npz file with x_train, y_train, x_test, y_test (optionally x_val, y_val)
+    n_classes: int = 0  # 0 = the source's count (largest label + 1 for npz and idx)
+    val_fraction: float = 0.0  # share of the training samples held out for validation (0 = none)
+    val_seed: int = 0  # seed of the validation split
     normalize: bool = True  # standardize pixels with the (clean, uncorrupted) training set's mean and std
     train_limit: int = 0  # use the first N training images; 0 = all
     test_limit: int = 0  # use the first N test images; 0 = all
@@ -45,7 +49,15 @@ class DataConfig:
     corruption_seed: int = 0  # intff_mix: seed of the partition and the noise (fixed across train.seed)
 
     def __post_init__(self) -> None:
-        _choice("data.name", self.name, ("fashion_mnist", "synthetic"))
+        from onchip_ff.data import SOURCES
+        _choice("data.name", self.name, tuple(SOURCES))
+        _check(not self.path or self.name == "npz", "data.path", "empty unless data.name = 'npz' (the other "
+               "sources read the folder data.root)", self.path)
+        _check(not self.root or self.name not in ("npz", "synthetic"), "data.root",
+               "empty for data.name = 'npz' (give data.path) or 'synthetic'", self.root)
+        _check(self.n_classes == 0 or self.n_classes >= 2, "data.n_classes", "0 (from the labels) or >= 2",
+               self.n_classes)
+        _check(0 <= self.val_fraction < 1, "data.val_fraction", "in [0, 1)", self.val_fraction)
         _check(self.train_limit >= 0, "data.train_limit", ">= 0 (0 = all)", self.train_limit)
         _check(self.test_limit >= 0, "data.test_limit", ">= 0 (0 = all)", self.test_limit)
         _check(self.synthetic_train >= 1, "data.synthetic_train", ">= 1", self.synthetic_train)

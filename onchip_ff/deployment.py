@@ -44,7 +44,7 @@ def deployed_learner(dep: config.Config, state: dict, input_shape, n_classes: in
 def set_time(learner, t_s: float) -> None:
     """Read every tile `t_s` seconds after programming (drift; the compensation factor follows)."""
     for m in learner.analog_modules:
-        m.tile.set_time(t_s)
+        m.set_time(t_s)
 
 
 def evaluate_drift(cfg: config.Config, state: dict, data, accuracy, overrides: list[str],

@@ -69,6 +69,9 @@ def build_layers(cfg: ModelConfig, input_shape: tuple[int, ...]) -> tuple[list[n
             shapes.append((out,))
             width = out
     else:
+        if len(input_shape) != 3:
+            raise ConfigError(f"model.arch = {cfg.arch!r} needs images (C, H, W); the data's samples have "
+                              f"shape {tuple(input_shape)}: use model.arch = 'mlp' for vectors")
         c, h, w = input_shape
         unit, what = (ResidualBlock, "residual blocks") if cfg.arch == "resnet" else (ConvLayer, "conv layers")
         for i, out in enumerate(cfg.channels):

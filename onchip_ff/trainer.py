@@ -17,6 +17,7 @@ import torch
 
 import onchip_ff
 from common.errors import DivergedError
+from hw_models.blas import threads
 from onchip_ff.config import Config
 from onchip_ff.data import Dataset
 from onchip_ff.methods import build_learner
@@ -121,12 +122,15 @@ class Observer:
 
 def train(cfg: Config, data: Dataset, observers: Sequence[Observer] = ()) -> RunResult:
     """Train per cfg on data: seeded initialization, shuffling per epoch, train_step per batch,
-    test and train accuracy after every epoch; raises DivergedError on a non-finite loss.  Files,
-    progress, memory probes and deployment are observers (experiments/observers.py)."""
+    test, train (and validation) accuracy after every epoch; raises DivergedError on a non-finite
+    loss.  train.threads applies inside the call only.  Files, progress, memory probes and
+    deployment are observers (experiments/observers.py)."""
+    with threads(cfg.train.threads):  # the caller's thread settings come back afterwards
+        return _train(cfg, data, observers)
+
+
+def _train(cfg: Config, data: Dataset, observers: Sequence[Observer]) -> RunResult:
     t = cfg.train
-    if t.threads:
-        from hw_models.blas import set_threads
-        set_threads(t.threads)
     device = check_device(cfg)
     rng = np.random.default_rng(t.seed)
     generator = torch.Generator().manual_seed(t.seed)  # CPU generator on every device: same draws
@@ -136,7 +140,7 @@ def train(cfg: Config, data: Dataset, observers: Sequence[Observer] = ()) -> Run
         x_all, y_all = torch.from_numpy(data.x_train).to(device), torch.from_numpy(data.y_train).to(device)
     metrics: dict[str, Any] = {
         "status": "running", "method": cfg.objective.method, "backend": cfg.hardware.backend,
-        "arch": cfg.model.arch, "dataset": data.name, "seed": t.seed, "epochs": 0,
+        "arch": cfg.model.arch, "dataset": data.name, "dataset_sha256": data.sha256, "seed": t.seed, "epochs": 0,
         "epochs_planned": t.epochs, "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)),
         "train_accuracy_samples": int(min(n_eval, len(data.y_train))),
         "test_accuracy": None, "train_accuracy": None, "wall_s": 0.0, "train_s": 0.0,
@@ -183,11 +187,14 @@ def train(cfg: Config, data: Dataset, observers: Sequence[Observer] = ()) -> Run
             train_acc = accuracy(learner, data.x_train[:n_eval], data.y_train[:n_eval], t.eval_batch_size,
                                  device)
             wall = time.perf_counter() - start
-            metrics["history"].append({"epoch": epoch, "loss": loss_sum / steps,
-                                       "train_accuracy": train_acc, "test_accuracy": test_acc,
-                                       "wall_s": wall})
+            row = {"epoch": epoch, "loss": loss_sum / steps, "train_accuracy": train_acc,
+                   "test_accuracy": test_acc, "wall_s": wall}
             metrics.update(epochs=epoch, test_accuracy=test_acc, train_accuracy=train_acc,
                            wall_s=wall, train_s=train_s)
+            if len(data.y_val):  # the held-out split that model selection reads (never the test set)
+                row["val_accuracy"] = metrics["val_accuracy"] = accuracy(
+                    learner, data.x_val, data.y_val, t.eval_batch_size, device)
+            metrics["history"].append(row)
             for o in observers:
                 o.on_epoch(run)
         for o in observers:

@@ -32,7 +32,7 @@ def test_defaults_round_trip_through_toml(tmp_path):
     ("objective.ema_momentum=1", "objective.ema_momentum"),
     ("objective.block_size=0", "objective.block_size"),
     ("hardware.backend=gpu", "hardware.backend"),
-    ("data.name=mnist", "data.name"),
+    ("data.name=imagenet", "data.name"),
     ("data.normalize=1", "data.normalize"),
     ("train", "section.key=value"),
     ("train=3", "section.key"),

@@ -226,15 +226,14 @@ def _device_arrays(tile):
 
 @pytest.mark.jitfree
 @pytest.mark.parametrize("t_s", [0.0, 2e4])  # right after programming (no drift) and drifted
-def test_zero_write_granularity_reproduces_the_old_update_exactly(t_s):
+def test_zero_write_granularity_reproduces_the_old_update_exactly(t_s):  # read_time_s = t_s: writes allowed
     """Per-read noise (the read-out the old update was written for; frozen noise: next test)."""
     import copy
     from hw_models.noise.pcm import PCM
     rng = np.random.default_rng(11)
     w = (rng.standard_normal((40, 90)) * 0.03).astype(np.float32)
-    tile = AnalogTile(w, dataclasses.replace(PCM_DEV, noise=(PCM(read_noise="per_read"),)),
+    tile = AnalogTile(w, dataclasses.replace(PCM_DEV, noise=(PCM(read_noise="per_read"),), read_time_s=t_s),
                       np.random.default_rng(12))
-    tile.set_time(t_s)
     for step in range(3):
         delta = (rng.standard_normal(w.shape) * 1e-3).astype(np.float32)
         if step == 1:

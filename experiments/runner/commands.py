@@ -120,12 +120,18 @@ def execute(sweep, store_path: Path, args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    from experiments.runner.export import select, write_csv, write_table
+    from experiments.runner.export import select, select_best, write_best, write_csv, write_table
     from experiments.runner.store import Store
 
     with Store(args.store, readonly=True) as store:
         rows = store.rows()
     selected = select(rows, args.where or [])
+    if args.best:
+        by = args.by or ["objective.method"]
+        write_best(select_best(selected, by), by, sys.stdout)
+        return 0
+    if args.by:
+        raise ConfigError("--by groups the model selection of --best; add --best")
     (write_csv if args.format == "csv" else write_table)(selected, sys.stdout)
     return 0
 
@@ -165,5 +171,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--where", action="append", metavar="KEY=VALUE",
                    help="keep runs whose KEY (status, sweep, key, version, git_commit or a config "
                         "field such as objective.method) equals VALUE; repeatable (all must hold)")
+    r.add_argument("--best", action="store_true", help="model selection: per group (--by) the setting "
+                   "with the best mean val_accuracy over seeds (data.val_fraction > 0), with its test accuracy")
+    r.add_argument("--by", action="append", metavar="FIELD", help="with --best: group by this config "
+                   "field (repeatable; default objective.method)")
     r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     r.set_defaults(func=cmd_results)

@@ -9,6 +9,8 @@ import json
 import tomllib
 from typing import Any, TextIO
 
+import numpy as np
+
 from common.errors import ConfigError
 from experiments.runner.store import STATUSES
 
@@ -124,6 +126,57 @@ def write_table(selected: list[tuple[dict[str, Any], dict[str, Any]]], out: Text
             error = error[:ERROR_CHARS - 3] + "..."
         lines.append([row["key"][:12], row["status"], *(_text(cfg.get(f)) for f in fields),
                       *(_metric(m, row[m]) for m in TABLE_METRICS), error])
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
+    for line in [header, *lines]:
+        out.write("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() + "\n")
+
+
+def _val(row: dict[str, Any]) -> float | None:
+    """The run's val_accuracy (metrics JSON), None without a validation split."""
+    metrics = json.loads(row["metrics"]) if row.get("metrics") else {}
+    return metrics.get("val_accuracy")
+
+
+def select_best(selected: list[tuple[dict[str, Any], dict[str, Any]]], by: list[str]) -> list[dict[str, Any]]:
+    """Model selection on the validation split: finished runs are grouped into settings (every
+    config field but train.seed equal), each setting scored by its mean val_accuracy over seeds;
+    per group of the `by` fields the best setting, with its mean and std of val and test accuracy.
+    The test accuracy is reported, never used to choose."""
+    runs = [(row, cfg, _val(row)) for row, cfg in selected if row["status"] == "done"]
+    runs = [r for r in runs if r[2] is not None]
+    if not runs:
+        raise ConfigError("no finished run has a val_accuracy; hold out a validation split with "
+                          "data.val_fraction > 0 (or x_val, y_val in an npz file) and run the sweep again")
+    for name in by:
+        if not any(name in cfg for _, cfg, _ in runs):
+            raise ConfigError(f"--by {name}: no such config field in these runs (e.g. objective.method)")
+    settings: dict[str, list] = {}
+    for row, cfg, val in runs:
+        setting = json.dumps({k: v for k, v in cfg.items() if k != "train.seed"}, sort_keys=True)
+        settings.setdefault(setting, []).append((row, cfg, val))
+    varying = [f for f in dict.fromkeys(k for _, c, _ in runs for k in c)
+               if f != "train.seed" and len({_text(c.get(f)) for _, c, _ in runs}) > 1]
+    best: dict[tuple, dict[str, Any]] = {}
+    for members in settings.values():
+        cfg = members[0][1]
+        vals = np.array([v for _, _, v in members])
+        tests = np.array([r["test_accuracy"] for r, _, _ in members], dtype=float)
+        entry = {"group": tuple(_text(cfg.get(f)) for f in by), "setting": {f: cfg.get(f) for f in varying},
+                 "seeds": len(members), "val_mean": float(vals.mean()), "val_std": float(vals.std()),
+                 "test_mean": float(tests.mean()), "test_std": float(tests.std())}
+        group = entry["group"]
+        if group not in best or entry["val_mean"] > best[group]["val_mean"]:
+            best[group] = entry
+    return [best[g] for g in sorted(best)]
+
+
+def write_best(entries: list[dict[str, Any]], by: list[str], out: TextIO) -> None:
+    """One line per group: the chosen setting's differing fields, seeds, val and test accuracy."""
+    fields = list(dict.fromkeys(f for e in entries for f in e["setting"] if f not in by))
+    header = [*by, *fields, "seeds", "val_accuracy", "test_accuracy"]
+    lines = [[*e["group"], *(_text(e["setting"].get(f)) for f in fields), str(e["seeds"]),
+              f"{e['val_mean']:.4f} ± {e['val_std']:.4f}", f"{e['test_mean']:.4f} ± {e['test_std']:.4f}"]
+             for e in entries]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
     for line in [header, *lines]:
         out.write("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() + "\n")

@@ -19,11 +19,12 @@ class Tile(Protocol):
     and backward(d) ~ d W (N, out) -> (N, in) through the array's periphery; update(dW) applies a
     requested change through the array's update model, write(W') moves towards W' and returns
     weights(), outer_update(x, d, lr) = update(-lr d^T x); set_time(t_s) evaluates the array t_s
-    seconds after programming (drift; a no-op for digital storage).  Same Generator seed, same
-    results."""
+    seconds after programming (drift; a no-op for digital storage); state() / load_state() save
+    and restore the array exactly, random streams included.  Same Generator seed, same results."""
 
     out_features: int
     in_features: int
+    t_s: float  # seconds after programming at which the array is read (writes at device.read_time_s only)
 
     def program(self, weight: np.ndarray) -> None: ...
 
@@ -40,6 +41,10 @@ class Tile(Protocol):
     def write(self, w_target: np.ndarray) -> np.ndarray: ...
 
     def outer_update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None: ...
+
+    def state(self) -> dict: ...
+
+    def load_state(self, state: dict) -> None: ...
 
 
 def make_tile(weight: np.ndarray, device: DeviceConfig, rng: np.random.Generator) -> Tile:

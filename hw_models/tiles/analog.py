@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from common.errors import OnchipError
 from hw_models.device import DeviceConfig
 from hw_models.periphery import compensation_factor
-from hw_models.rng import NormalSource
+from hw_models.rng import NormalSource, generator_state, restore_generator
 from hw_models.tiles.chain import PeripheryChain
 from hw_models.tiles.mapping import WeightMapping
 from hw_models.tiles.readout import Subset, read_out, scatter
@@ -65,9 +66,14 @@ class AnalogTile:
 
     def set_time(self, t_s: float) -> None:
         """Evaluate from now on at t_s seconds after programming: drift, read noise at t (frozen
-        read noise drawn anew), and the drift-compensation factor against the programmed state."""
+        read noise drawn anew), and the drift-compensation factor against the programmed state.
+        The array keeps one clock: writes happen at read_time_s only (_check_clock)."""
         self.t_s = float(t_s)
         self.refresh()
+        self._compensate()
+
+    def _compensate(self) -> None:
+        """The drift-compensation factor now (reference readout taken first if needed)."""
         if self.device.periphery.drift_compensation:
             if self._reference is None:  # readout of the state as programmed (aihwkit: program_weights)
                 inv = np.float32(1.0 / self.device.gmax_uS)
@@ -76,11 +82,20 @@ class AnalogTile:
                                                     self.chain.drift_readout(self.g_eff, self.read_var))
 
     def written(self) -> None:
-        """After programming or a write: outputs need no drift compensation now, and the
-        compensation reference (the readout of the programmed state) is taken again when a later
-        set_time needs it — so training writes never pay for a readout."""
+        """After programming or a write: outputs need no drift compensation now (the array is read
+        at read_time_s), and the compensation reference (the readout of the programmed state) is
+        taken again when a later set_time needs it — so training writes never pay for a readout."""
         self._reference: float | None = None
         self.compensation = 1.0
+
+    def _check_clock(self) -> None:
+        """Writes happen while the array is read at its read_time_s: it keeps one clock, so devices
+        re-written at a later time would be read as that old (drifted again)."""
+        if self.t_s != self.device.read_time_s:
+            raise OnchipError(f"a write to an array read {self.t_s:g} s after programming: the simulator "
+                              "keeps one programming time per array, so re-written devices would be read as "
+                              f"that old; set_time({self.device.read_time_s:g}) (hardware.read_time_s) before "
+                              "training again")
 
     def refresh(self) -> None:
         """Conductances, effective weights and read variances of every device at time t_s."""
@@ -137,12 +152,14 @@ class AnalogTile:
     def write(self, w_target: np.ndarray) -> np.ndarray:
         """Move the devices towards w_target (out, in) through the update policy; returns the
         weights the devices now hold."""
+        self._check_clock()
         return self.policy.write(self, w_target)
 
     def update(self, delta_w: np.ndarray) -> None:
         """Apply a requested weight change (out, in) through the update policy (tiles/update.py:
         re-programming of one-sided pairs, exact or in whole increments of write_granularity;
         pulsed updates of symmetric pairs)."""
+        self._check_clock()
         self.policy.update(self, delta_w)
         self.written()
 
@@ -171,3 +188,28 @@ class AnalogTile:
                 scatter(states[k], sel, v)
             written.append((g, state))
         self._refresh_at(sel, written)
+
+    # ---- state (save / load: onchip_ff.api) ---------------------------------------------------
+    def state(self) -> dict:
+        """Everything that makes this array what it is now, as numpy arrays and plain values:
+        conductances as programmed and as read at t_s, per-device properties, ranges, time,
+        compensation, and the states of its random streams (so that a restored array reads the
+        same noise)."""
+        return {"kind": "analog", "g_prog": list(self.g_prog), "states": [dict(s) for s in self.states],
+                "g_now": list(self.g_now), "g_eff": self.g_eff, "read_var": self.read_var, "w_max": self.w_max,
+                "t_s": self.t_s, "compensation": self.compensation, "reference": self._reference,
+                "rng": generator_state(self.rng), "normals": self.normals.states()}
+
+    def load_state(self, state: dict) -> None:
+        """Restore a state() of an array of the same shape and device."""
+        if state.get("kind") != "analog" or np.shape(state["g_eff"]) != self.g_eff.shape:
+            raise ValueError(f"not the state of a {self.g_eff.shape} analog array")
+        f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+        self.g_prog = [f32(g) for g in state["g_prog"]]
+        self.states = [{k: np.ascontiguousarray(v) for k, v in s.items()} for s in state["states"]]
+        self.g_now = [f32(g) for g in state["g_now"]]
+        self.g_eff, self.w_max = f32(state["g_eff"]), f32(state["w_max"])
+        self.read_var = None if state["read_var"] is None else f32(state["read_var"])
+        self.t_s, self.compensation, self._reference = state["t_s"], state["compensation"], state["reference"]
+        self.rng = restore_generator(state["rng"])
+        self.normals.set_states(state["normals"])

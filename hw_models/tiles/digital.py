@@ -10,6 +10,7 @@ import numpy as np
 from hw_models.blas import matmul
 from hw_models.device import DeviceConfig
 from hw_models.formats import FixedPointFormat, accumulate_int, quantize, scale_for
+from hw_models.rng import generator_state, restore_generator
 from common.errors import OnchipError
 
 
@@ -18,6 +19,10 @@ class AccumulatorOverflow(OnchipError):
 
 
 class DigitalTile:
+    """One layer's weight matrix on a digital fixed-point MAC array (the Tile protocol,
+    hw_models/tiles): integer codes with a per-output scale, exact integer accumulation, updates
+    rounded to the LSB grid."""
+
     def __init__(self, weight: np.ndarray, device: DeviceConfig, rng: np.random.Generator) -> None:
         self.device = device
         self.rng = rng
@@ -29,6 +34,7 @@ class DigitalTile:
         self.xfmt = (FixedPointFormat(device.input_bits, "nearest", per_column=True,
                                       field_name="hardware.input_bits") if device.input_bits else None)
         self.out_features, self.in_features = weight.shape
+        self.t_s = device.read_time_s  # the clock of the Tile protocol (constant: no drift)
         self.program(weight)
 
     def program(self, weight: np.ndarray) -> None:
@@ -38,8 +44,8 @@ class DigitalTile:
         self.scale = scale.reshape(-1, 1)  # (M, 1): one scale per output
         self._codes_f32 = self.codes.astype(np.float32)
 
-    def set_time(self, t_s: float) -> None:  # digital storage does not drift
-        pass
+    def set_time(self, t_s: float) -> None:
+        """Digital storage does not drift: the array stays as written (t_s stays read_time_s)."""
 
     def weights(self) -> np.ndarray:
         return self.codes.astype(np.float32) * self.scale
@@ -91,3 +97,15 @@ class DigitalTile:
 
     def outer_update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None:
         self.update(-np.float32(lr) * (d.T @ x))
+
+    def state(self) -> dict:
+        """Integer codes, scales and the update rounding's random stream (see AnalogTile.state)."""
+        return {"kind": "digital", "codes": self.codes, "scale": self.scale, "rng": generator_state(self.rng)}
+
+    def load_state(self, state: dict) -> None:
+        if state.get("kind") != "digital" or np.shape(state["codes"]) != self.codes.shape:
+            raise ValueError(f"not the state of a {self.codes.shape} digital array")
+        self.codes = np.ascontiguousarray(state["codes"], dtype=self.codes.dtype)
+        self.scale = np.ascontiguousarray(state["scale"], dtype=np.float32)
+        self._codes_f32 = self.codes.astype(np.float32)
+        self.rng = restore_generator(state["rng"])
