@@ -146,7 +146,13 @@ def swap_layers(module: nn.Module, device: DeviceConfig, seed: int) -> list[Anal
 
 def attach_simulator(learner: nn.Module, device: DeviceConfig, seed: int) -> list[AnalogLinear]:
     """Swap every nn.Linear / nn.Conv2d of the learner for its tile-backed twin (same Parameters),
-    and make every optimizer step write into the devices.  Returns the analog modules."""
+    and make every optimizer step write into the devices.  Returns the analog modules.  A module
+    without the learners' `optimizers` is refused before anything is swapped (onchip_ff.convert
+    is for plain modules)."""
+    if not isinstance(getattr(learner, "optimizers", None), list):
+        from common.errors import ConfigError
+        raise ConfigError(f"attach_simulator needs a learner with its optimizers; a plain "
+                          f"{type(learner).__name__} goes through onchip_ff.convert(module, preset)")
     analog = swap_layers(learner, device, seed)
     by_param = {id(m.weight): m for m in analog}
     for opt in learner.optimizers:

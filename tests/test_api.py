@@ -165,3 +165,15 @@ def test_every_exported_name_has_a_docstring():
         assert name == "__version__" or (obj.__doc__ or "").strip(), name
     with pytest.raises(AttributeError):
         onchip_ff.nope  # noqa: B018
+
+
+def test_learners_are_callable_and_attach_refuses_a_plain_module():
+    from hw_models.presets import preset
+    from hw_models.torch_layers import attach_simulator
+    run = onchip_ff.fit({"model": {"hidden": [8]}, "train": {"epochs": 1, "threads": 1}}, _arrays())
+    x = torch.from_numpy(onchip_ff.dataset(_arrays()).x_test)
+    assert torch.equal(run.model.learner(x), run.model.learner.scores(x))
+    net = nn.Sequential(nn.Linear(3, 3))
+    with pytest.raises(ConfigError, match="onchip_ff.convert"):
+        attach_simulator(net, preset("pcm"), 0)
+    assert isinstance(net[0], nn.Linear)  # nothing swapped

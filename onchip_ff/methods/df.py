@@ -115,6 +115,10 @@ class DistanceForward(nn.Module):
             losses.append(loss)
         return {"loss": sum(losses) / len(losses), **{f"loss_{k}": v for k, v in enumerate(losses)}}
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """learner(x): the class scores (N, n_classes), as scores(x)."""
+        return self.scores(x)
+
     @torch.no_grad()
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """argmax over classes of sum_{heads in eval set} g(x, k): one forward pass."""

@@ -111,6 +111,10 @@ class ForwardForward(nn.Module):
             losses.append(loss)
         return {"loss": sum(losses) / len(losses), **{f"loss_{k}": v for k, v in enumerate(losses)}}
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """learner(x): the class scores (N, n_classes), as scores(x)."""
+        return self.scores(x)
+
     @torch.no_grad()
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C): goodness summed over the eval blocks with label k written into the input."""

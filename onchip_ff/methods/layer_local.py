@@ -40,6 +40,10 @@ class LayerLocalLearner(nn.Module):
             losses.append(loss)
         return {"loss": sum(losses) / len(losses), **{f"loss_{k}": v for k, v in enumerate(losses)}}
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """learner(x): the class scores (N, n_classes), as scores(x)."""
+        return self.scores(x)
+
     @torch.no_grad()
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Sum of the class scores of the layers in eval_layers: one forward pass (layers after the
