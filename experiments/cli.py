@@ -4,8 +4,12 @@ crosscheck.  Errors meant for people become one line and exit 2."""
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import signal
+import sqlite3
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -35,12 +39,22 @@ class _Parser(argparse.ArgumentParser):
 def cmd_train(args: argparse.Namespace) -> int:
     from onchip_ff import config
     from onchip_ff.data import load_dataset
-    from experiments.observers import run_training
+    from experiments.observers import resume_state, run_training
 
-    cfg = config.load(args.config, args.set or [])
-    data = load_dataset(cfg.data)  # data errors before any folder is created
-    out = prepare_out_dir(args.out, Path(args.config).stem)
-    metrics = run_training(cfg, data, out_dir=out, progress=not args.no_progress).metrics
+    if args.resume:
+        if args.config or args.set or args.out:
+            raise ConfigError("--resume DIR continues the run in DIR with its own config.toml; leave out "
+                              "CONFIG, --set and --out")
+        out = Path(args.resume)
+        cfg, resume = resume_state(out)
+        data = load_dataset(cfg.data)
+    else:
+        if not args.config:
+            raise ConfigError("train needs a CONFIG.toml (or --resume DIR of an interrupted run)")
+        cfg = config.load(args.config, args.set or [])
+        data = load_dataset(cfg.data)  # data errors before any folder is created
+        out, resume = prepare_out_dir(args.out, Path(args.config).stem), None
+    metrics = run_training(cfg, data, out_dir=out, progress=not args.no_progress, resume=resume).metrics
     print(f"{cfg.objective.method} {cfg.model.arch} on {data.name}: test accuracy "
           f"{metrics['test_accuracy']:.4f}, train accuracy {metrics['train_accuracy']:.4f}, "
           f"{metrics['epochs']} epochs, {metrics['wall_s']:.1f} s -> {out}")
@@ -94,11 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train one configuration, write metrics/checkpoint/config")
-    t.add_argument("config", help="TOML config, e.g. experiments/configs/df_mlp_fmnist.toml")
+    t.add_argument("config", nargs="?", help="TOML config, e.g. experiments/configs/df_mlp_fmnist.toml")
     t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                    help="override one config value (repeatable); VALUE is read as TOML")
     t.add_argument("--out", help="output folder (default runs/<config>-<time>); must not hold results")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR after its last "
+                   "finished epoch (same result as an uninterrupted run)")
     t.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     t.set_defaults(func=cmd_train)
 
@@ -149,20 +165,51 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as an interrupt."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; errors meant for people (bad input, full disk, unreadable files) print one
+    line and return 2, an interrupt (Ctrl-C, SIGTERM) returns 130 / 143."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except OnchipError as exc:
+    except (OnchipError, OSError, sqlite3.Error) as exc:
         if debug:
             traceback.print_exc()
-        print(f"onchip-ff: error: {exc}", file=sys.stderr)
+        print(f"onchip-ff: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("onchip-ff: interrupted; finished epochs are saved in the output folder", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"onchip-ff: {what}; finished epochs and runs are saved (train: continue with --resume DIR)",
+              file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of an error for people; OS and SQLite errors say what failed and what to do."""
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        hint = {errno.ENOSPC: "free some disk space or write elsewhere",
+                errno.EACCES: "check the permissions", errno.EROFS: "the file system is read-only: write elsewhere",
+                errno.EIO: "the storage failed: check the disk"}.get(exc.errno, "check the path and the disk")
+        return f"{exc.strerror or exc}{where}; {hint}; nothing half-written was left behind"
+    if isinstance(exc, sqlite3.Error):
+        return f"results store: {exc} (full disk or a broken file?); the runs already stored are kept"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 if __name__ == "__main__":

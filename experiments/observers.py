@@ -5,6 +5,7 @@ train-then-deploy (metrics["deploy"]); `run_training` trains with the standard s
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -16,9 +17,10 @@ import torch
 from tqdm.auto import tqdm
 
 from onchip_ff import config as config_mod
+from common.errors import ConfigError
 from onchip_ff.config import Config
 from onchip_ff.data import Dataset
-from onchip_ff.trainer import Observer, Run, RunResult, accuracy, train
+from onchip_ff.trainer import Observer, Run, RunResult, accuracy, checkpoint, train
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -46,25 +48,32 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
 
 
 class RunFiles(Observer):
-    """DIR/config.toml at the start; DIR/checkpoint.pt (model and optimizer state, resolved config,
+    """DIR/config.toml and DIR/metrics.json (status "running") at the start; DIR/checkpoint.pt
+    (onchip_ff.trainer.checkpoint: model and optimizer state, simulated arrays, resolved config,
     epoch, RNG states) and DIR/metrics.json after every epoch, atomically; metrics.json again at
-    the end (status "done", deployment rows)."""
+    the end (status "done", deployment rows) or when the run stops (status "interrupted" or
+    "failed", "error"), so the folder can be resumed or run again."""
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
 
     def on_start(self, run: Run) -> None:
-        (self.out_dir / "config.toml").write_text(config_mod.dumps(run.cfg))
-
-    def on_epoch(self, run: Run) -> None:
-        atomic_torch_save(self.out_dir / "checkpoint.pt", {
-            "model": run.learner.state_dict(), "optimizers": [o.state_dict() for o in run.learner.optimizers],
-            "config": config_mod.to_dict(run.cfg), "epoch": run.epoch,
-            "rng": run.rng.bit_generator.state, "torch_generator": run.generator.get_state()})
+        if not run.resumed:
+            atomic_write_bytes(self.out_dir / "config.toml", config_mod.dumps(run.cfg).encode())
         atomic_write_json(self.out_dir / "metrics.json", run.metrics)
+
+    def on_epoch(self, run: Run) -> None:  # metrics first: a checkpoint never runs ahead of them
+        atomic_write_json(self.out_dir / "metrics.json", run.metrics)
+        atomic_torch_save(self.out_dir / "checkpoint.pt", checkpoint(run))
 
     def on_end(self, run: Run) -> None:
         atomic_write_json(self.out_dir / "metrics.json", run.metrics)
+
+    def on_abort(self, run: Run, exc: BaseException) -> None:
+        try:
+            atomic_write_json(self.out_dir / "metrics.json", run.metrics)
+        except OSError:  # e.g. the disk that stopped the run is still full: metrics.json stays as it was
+            pass
 
 
 class ProgressBar(Observer):
@@ -75,7 +84,8 @@ class ProgressBar(Observer):
 
     def on_start(self, run: Run) -> None:
         self.bar = tqdm(total=run.cfg.train.epochs * run.steps_per_epoch, desc=self.desc or run.cfg.objective.method,
-                        unit="step", dynamic_ncols=True, leave=True, mininterval=0.5)
+                        unit="step", dynamic_ncols=True, leave=True, mininterval=0.5,
+                        initial=run.metrics["epochs"] * run.steps_per_epoch)
 
     def on_step(self, run: Run, step: int, loss: float) -> None:
         self.bar.update(1)
@@ -99,6 +109,9 @@ class MemoryProbe(Observer):
     its first two steps (CPU runs only): metrics["memory"] (accountant/measure.py RunProbe)."""
 
     def on_start(self, run: Run) -> None:
+        self.probe = None
+        if run.resumed:  # measured on the first steps of the run, kept in its metrics
+            return
         from accountant.measure import RunProbe
         t = run.cfg.train
         self.probe = RunProbe(run.cfg, run.learner, run.data.input_shape, run.data.n_classes,
@@ -107,13 +120,15 @@ class MemoryProbe(Observer):
             self.probe.result["note"] = "not measured: the probe measures the CPU allocator (train.device = 'cpu')"
 
     def step(self, run: Run, x: torch.Tensor, y: torch.Tensor):
-        return self.probe.step(x, y)  # profiles the first two steps of the run only
+        return self.probe.step(x, y) if self.probe else contextlib.nullcontext()  # the first two steps only
 
     def before_eval(self, run: Run) -> None:
-        self.probe.finish()
+        if self.probe:
+            self.probe.finish()
 
     def on_epoch(self, run: Run) -> None:
-        run.metrics["memory"] = self.probe.result
+        if self.probe:
+            run.metrics["memory"] = self.probe.result
 
 
 class Deployment(Observer):
@@ -133,13 +148,46 @@ class Deployment(Observer):
 
 
 def run_training(cfg: Config, data: Dataset, out_dir: Path | None = None, progress: bool = True,
-                 desc: str | None = None) -> RunResult:
+                 desc: str | None = None, resume: dict | None = None) -> RunResult:
     """train() with the commands' observers: memory probe, progress bar (if progress), deployment
-    (if [deploy] preset), run files (if out_dir)."""
+    (if [deploy] preset), run files (if out_dir); resume: see onchip_ff.trainer.train."""
     observers: list[Observer] = [MemoryProbe()]
     if progress:
         observers.append(ProgressBar(desc))
     observers.append(Deployment())
     if out_dir is not None:
         observers.append(RunFiles(out_dir))
-    return train(cfg, data, observers)
+    return train(cfg, data, observers, resume)
+
+
+def resume_state(run_dir: Path) -> tuple[Config, dict | None]:
+    """The config of the train run in run_dir and what train(..., resume=) needs to continue it
+    after its last checkpointed epoch (None: no epoch finished, start again in the folder).
+    One-line errors for a finished run and unreadable files."""
+    from experiments.outdir import run_status
+    from onchip_ff.checkpoint import load_file
+    if not (run_dir / "config.toml").is_file():
+        raise ConfigError(f"--resume {run_dir}: no config.toml there; pass the --out folder of an `onchip-ff train` run")
+    cfg = config_mod.load(run_dir / "config.toml")
+    status = run_status(run_dir)
+    if status == "done":
+        raise ConfigError(f"--resume {run_dir}: the run finished already (metrics.json: done); nothing to continue")
+    if not (run_dir / "checkpoint.pt").is_file():
+        return cfg, None
+    ckpt = load_file(run_dir / "checkpoint.pt", "checkpoint.pt of an `onchip-ff train` run")
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        epoch = int(ckpt["epoch"])
+        history = [row for row in metrics["history"] if row["epoch"] <= epoch]
+        last = history[-1]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        raise ConfigError(f"--resume {run_dir}: metrics.json and checkpoint.pt do not fit together; "
+                          "run it again with a new --out") from None
+    if config_mod.to_dict(config_mod.from_dict(ckpt["config"], "checkpoint.pt", stored=True)) != config_mod.to_dict(cfg):
+        raise ConfigError(f"--resume {run_dir}: checkpoint.pt was written for another config.toml")
+    metrics.update(history=history, epochs=epoch, test_accuracy=last["test_accuracy"],
+                   train_accuracy=last["train_accuracy"], wall_s=last["wall_s"])
+    metrics.pop("error", None)
+    if "val_accuracy" in last:
+        metrics["val_accuracy"] = last["val_accuracy"]
+    return cfg, {"checkpoint": ckpt, "metrics": metrics}

@@ -17,6 +17,7 @@ from torch import nn
 
 from common.errors import ConfigError
 from onchip_ff import config as config_mod
+from onchip_ff.checkpoint import learner_state, load_file, restore_learner
 from onchip_ff.config import Config
 from onchip_ff.data import Dataset, load_dataset, prepare
 from onchip_ff.methods import build_learner
@@ -114,64 +115,27 @@ class Model:
         """Write the model — config, weights, optimizer state, random streams and every simulated
         array's full state — to one file that Model.load reads back exactly (tensors and plain
         values only: it loads with torch.load(weights_only=True))."""
-        learner = self.learner
-        payload = {"format": FORMAT, "config": config_mod.to_dict(self.config), "input_shape": list(self.input_shape),
-                   "n_classes": self.n_classes, "mean": self.mean, "std": self.std, "state": learner.state_dict(),
-                   "optimizers": [o.state_dict() for o in learner.optimizers],
-                   "generator": learner.generator.get_state() if hasattr(learner, "generator") else None,
-                   "tiles": [_to_torch(t.state()) for t in self.tiles]}
-        torch.save(payload, Path(path))
+        torch.save({"format": FORMAT, "config": config_mod.to_dict(self.config), "input_shape": list(self.input_shape),
+                    "n_classes": self.n_classes, "mean": self.mean, "std": self.std,
+                    **learner_state(self.learner)}, Path(path))
 
     @classmethod
     def load(cls, path: str | Path) -> Model:
         """A Model saved by save(): same weights, same arrays, same random streams — the same
         predictions, bit for bit."""
-        try:
-            payload = torch.load(Path(path), weights_only=True, map_location="cpu")
-        except FileNotFoundError:
-            raise ConfigError(f"{path} not found; pass a file written by Model.save") from None
-        except Exception as exc:  # torch's unpickler errors vary
-            raise ConfigError(f"{path} is not a model file written by Model.save ({type(exc).__name__})") from None
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        payload = load_file(path, "model file written by Model.save")
+        if payload.get("format") != FORMAT:
             raise ConfigError(f"{path} is not a model file written by Model.save")
         cfg = config_mod.from_dict(payload["config"], str(path), stored=True)
         learner = build_learner(cfg, tuple(payload["input_shape"]), payload["n_classes"],
                                 torch.Generator().manual_seed(cfg.train.seed))
-        learner.load_state_dict(payload["state"])
-        for opt, st in zip(learner.optimizers, payload["optimizers"], strict=True):
-            opt.load_state_dict(st)
-        if payload["generator"] is not None:
-            learner.generator.set_state(payload["generator"])
-        modules = getattr(learner, "analog_modules", [])
-        for m, st in zip(modules, payload["tiles"], strict=True):
-            m.tile.load_state(_to_numpy(st))
-            m.sync_from_device()
+        restore_learner(learner, payload)
         return cls(learner, cfg, tuple(payload["input_shape"]), payload["n_classes"], payload["mean"], payload["std"])
 
 
 def load(path: str | Path) -> Model:
     """A Model written by Model.save (Model.load)."""
     return Model.load(path)
-
-
-def _to_torch(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(obj)).clone()
-    if isinstance(obj, dict):
-        return {k: _to_torch(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_to_torch(v) for v in obj]
-    return obj
-
-
-def _to_numpy(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.numpy()
-    if isinstance(obj, dict):
-        return {k: _to_numpy(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_numpy(v) for v in obj]
-    return obj
 
 
 @dataclass

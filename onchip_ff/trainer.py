@@ -8,6 +8,7 @@ import contextlib
 import math
 import platform
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,8 @@ import torch
 import onchip_ff
 from common.errors import DivergedError
 from hw_models.blas import threads
+from onchip_ff import config as config_mod
+from onchip_ff.checkpoint import learner_state, restore_learner
 from onchip_ff.config import Config
 from onchip_ff.data import Dataset
 from onchip_ff.methods import build_learner
@@ -58,6 +61,9 @@ def check_device(cfg: Config) -> str:
     return device
 
 
+LOSS_WARN_FACTOR = 10.0  # an epoch loss above this times the first epoch's warns (divergence)
+
+
 @dataclass
 class Run:
     """What the observers see of a run in progress: its config and data, the learner, the metrics
@@ -73,6 +79,7 @@ class Run:
     device: str
     steps_per_epoch: int
     epoch: int = 0
+    resumed: bool = False  # continued from a checkpoint (train(..., resume=...))
 
 
 @dataclass
@@ -93,7 +100,8 @@ class Observer:
     experiments/observers.py (files, progress bar, memory probe, deployment).  Order of the calls:
     on_start; per step `step(run, x, y)` (a context around train_step) and on_step; per epoch
     before_eval (training steps done), then on_epoch (evaluated, history row added);
-    after_training (loop done), then on_end (metrics["status"] = "done"); close() always."""
+    after_training (loop done), then on_end (metrics["status"] = "done"); on_abort(run, exc) when
+    an exception or an interrupt stops the run; close() always."""
 
     def on_start(self, run: Run) -> None:
         pass
@@ -116,20 +124,44 @@ class Observer:
     def on_end(self, run: Run) -> None:
         pass
 
+    def on_abort(self, run: Run, exc: BaseException) -> None:
+        """The run stops on exc (metrics["status"] is "interrupted" or "failed", "error" set)."""
+
     def close(self) -> None:
         pass
 
 
-def train(cfg: Config, data: Dataset, observers: Sequence[Observer] = ()) -> RunResult:
+def train(cfg: Config, data: Dataset, observers: Sequence[Observer] = (),
+          resume: dict[str, Any] | None = None) -> RunResult:
     """Train per cfg on data: seeded initialization, shuffling per epoch, train_step per batch,
-    test, train (and validation) accuracy after every epoch; raises DivergedError on a non-finite
-    loss.  train.threads applies inside the call only.  Files, progress, memory probes and
-    deployment are observers (experiments/observers.py)."""
+    test, train (and validation) accuracy after every epoch.  Non-finite values — the loss at any
+    step, the weights or the simulated arrays' conductances after an epoch — raise DivergedError;
+    an epoch loss above LOSS_WARN_FACTOR times the first epoch's warns.  resume: a checkpoint
+    (`checkpoint(run)`) and the metrics it was written with: training continues after its epoch,
+    exactly as an uninterrupted run.  train.threads applies inside the call only.  Files,
+    progress, memory probes and deployment are observers (experiments/observers.py)."""
     with threads(cfg.train.threads):  # the caller's thread settings come back afterwards
-        return _train(cfg, data, observers)
+        return _train(cfg, data, observers, resume)
 
 
-def _train(cfg: Config, data: Dataset, observers: Sequence[Observer]) -> RunResult:
+def checkpoint(run: Run) -> dict[str, Any]:
+    """The run's state after run.epoch, as tensors and plain values (onchip_ff.checkpoint): the
+    learner's, the RNGs' (numpy: shuffling; torch: initialization, negatives)."""
+    return {**learner_state(run.learner), "config": config_mod.to_dict(run.cfg), "epoch": run.epoch,
+            "rng": run.rng.bit_generator.state, "torch_generator": run.generator.get_state()}
+
+
+def _check_finite(learner, epoch: int) -> None:
+    for name, p in learner.state_dict().items():
+        if p.is_floating_point() and not torch.isfinite(p).all():
+            raise DivergedError(f"non-finite values in {name} after epoch {epoch}; lower train.lr")
+    for i, m in enumerate(getattr(learner, "analog_modules", [])):
+        if not np.isfinite(m.tile.weights()).all():
+            raise DivergedError(f"non-finite conductances in simulated array {i} after epoch {epoch}; "
+                                "lower train.lr")
+
+
+def _train(cfg: Config, data: Dataset, observers: Sequence[Observer], resume: dict | None) -> RunResult:
     t = cfg.train
     device = check_device(cfg)
     rng = np.random.default_rng(t.seed)
@@ -150,12 +182,20 @@ def _train(cfg: Config, data: Dataset, observers: Sequence[Observer]) -> RunResu
     n = len(data.y_train)
     steps = math.ceil(n / t.batch_size)
     run = Run(cfg, data, learner, metrics, rng, generator, device, steps)
-    start = time.perf_counter()
-    train_s = 0.0
+    first = 1
+    if resume is not None:
+        restore_learner(learner, resume["checkpoint"])
+        rng.bit_generator.state = resume["checkpoint"]["rng"]
+        generator.set_state(resume["checkpoint"]["torch_generator"])
+        metrics.update(resume["metrics"], status="running")
+        first = run.epoch = resume["checkpoint"]["epoch"] + 1
+        run.resumed = True
+    start = time.perf_counter() - metrics["wall_s"]
+    train_s = metrics["train_s"]
     try:
         for o in observers:
             o.on_start(run)
-        for epoch in range(1, t.epochs + 1):
+        for epoch in range(first, t.epochs + 1):
             run.epoch = epoch
             t0 = time.perf_counter()
             learner.train()
@@ -195,6 +235,11 @@ def _train(cfg: Config, data: Dataset, observers: Sequence[Observer]) -> RunResu
                 row["val_accuracy"] = metrics["val_accuracy"] = accuracy(
                     learner, data.x_val, data.y_val, t.eval_batch_size, device)
             metrics["history"].append(row)
+            _check_finite(learner, epoch)
+            first_loss = metrics["history"][0]["loss"]
+            if row["loss"] > LOSS_WARN_FACTOR * max(first_loss, 1e-12) and epoch > 1:
+                warnings.warn(f"epoch {epoch} loss {row['loss']:.4g} is over {LOSS_WARN_FACTOR:g}x the first "
+                              f"epoch's ({first_loss:.4g}): training is diverging; lower train.lr", stacklevel=2)
             for o in observers:
                 o.on_epoch(run)
         for o in observers:
@@ -202,6 +247,12 @@ def _train(cfg: Config, data: Dataset, observers: Sequence[Observer]) -> RunResu
         metrics["status"] = "done"
         for o in observers:
             o.on_end(run)
+    except BaseException as exc:
+        metrics["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        metrics["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        for o in observers:
+            o.on_abort(run, exc)
+        raise
     finally:
         for o in observers:
             o.close()
