@@ -3,6 +3,7 @@ and the range / choice checks every config dataclass runs in __post_init__ (chec
 
 from __future__ import annotations
 
+import math
 import typing
 from typing import Any
 
@@ -28,6 +29,8 @@ def coerce(name: str, value: Any, type_: Any) -> Any:
     if type_ is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{name} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
         return float(value)
     if type_ is str:
         if not isinstance(value, str):

@@ -7,8 +7,7 @@ import csv
 import json
 from pathlib import Path
 
-import torch
-
+from onchip_ff.checkpoint import load_file
 from onchip_ff import config
 from onchip_ff.data import load_dataset
 from onchip_ff.deployment import deploy_config, evaluate_drift
@@ -26,7 +25,11 @@ def load_run(run_dir: Path) -> tuple[config.Config, dict]:
     if not cfg_path.is_file() or not ckpt_path.is_file():
         raise ConfigError(f"{run_dir} holds no config.toml and checkpoint.pt; pass the --out folder of "
                           "an `onchip-ff train` run")
-    return config.load(cfg_path), torch.load(ckpt_path, weights_only=False, map_location="cpu")
+    ckpt = load_file(ckpt_path, "checkpoint.pt of an `onchip-ff train` run")
+    if not isinstance(ckpt.get("model"), dict):
+        raise ConfigError(f"{ckpt_path} holds no model state (key 'model'); pass the --out folder of an "
+                          "`onchip-ff train` run")
+    return config.load(cfg_path), ckpt
 
 
 def _print(row: dict) -> None:

@@ -63,7 +63,13 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         if code == 130:
             return code
     else:
-        Store(store_path, readonly=True).close()  # a foreign or corrupt file: one-line error
+        from experiments.runner.sweep import current_key
+        with Store(store_path, readonly=True) as store:  # a foreign or corrupt file: one-line error
+            rows = store.rows()
+        stored = {r["key"] for r in rows} | {k[0] for r in rows if (k := current_key(r["config"]))}
+        if not any(p.key in stored for p in spec.points):
+            raise ConfigError(f"--plot-only: the store {store_path} holds no run of {spec.name}; run "
+                              "without --plot-only first")
     rows = report(spec, store_path, out)
     print(summary(spec, rows))
     files = ", ".join(str(out / f) for f in ("robustness.csv", "robustness.md", "robustness.png")

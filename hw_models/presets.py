@@ -81,8 +81,10 @@ DEVICE_KEYS = [f.name for f in dataclasses.fields(DeviceConfig) if f.name not in
 PERIPHERY_KEYS = [f.name for f in dataclasses.fields(PeripheryConfig)]
 
 
-def resolve(raw: dict[str, Any]) -> tuple[str, str, DeviceConfig]:
-    """[hardware] table -> (backend, preset name, validated DeviceConfig)."""
+def resolve(raw: dict[str, Any], stored: bool = False) -> tuple[str, str, DeviceConfig]:
+    """[hardware] table -> (backend, preset name, validated DeviceConfig); a hardware setting that
+    does nothing on the torch backend is an error, except in a stored config (stored=True: a
+    resolved config of older code, whose defaults may have changed since)."""
     raw = dict(raw)
     backend = raw.pop("backend", "torch")
     name = raw.pop("preset", "ideal")
@@ -122,7 +124,22 @@ def resolve(raw: dict[str, Any]) -> tuple[str, str, DeviceConfig]:
     periphery = dataclasses.replace(base.periphery, **_coerce_fields(PeripheryConfig, "hardware", periphery_kw))
     device = dataclasses.replace(base, periphery=periphery, noise=tuple(chain[n] for n in order),
                                  **_coerce_fields(DeviceConfig, "hardware", device_kw))
+    if backend == "torch" and not stored:
+        _nothing_on_torch(name, base, device)
     return backend, name, device
+
+
+def _nothing_on_torch(name: str, base: DeviceConfig, device: DeviceConfig) -> None:
+    """The torch backend computes in float32 on no device at all: a preset other than "ideal" or
+    a hardware field that differs from its preset would do nothing, so it is an error."""
+    if name != "ideal" or device != base:
+        changed = [f"hardware.{k}" for k in DEVICE_KEYS if getattr(device, k) != getattr(base, k)]
+        changed += [f"hardware.{k}" for k in PERIPHERY_KEYS if getattr(device.periphery, k) != getattr(base.periphery, k)]
+        if device.noise != base.noise:
+            changed.append("hardware.noise")
+        what = ", ".join(changed) or f"hardware.preset = {name!r}"
+        raise ConfigError(f"{what} does nothing with hardware.backend = 'torch' (the float reference); "
+                          "set hardware.backend = 'sim' to run on the simulated hardware")
 
 
 def to_dict(backend: str, name: str, device: DeviceConfig) -> dict[str, Any]:

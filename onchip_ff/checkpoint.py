@@ -72,7 +72,7 @@ def load_file(path: str | Path, what: str) -> dict:
         data = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # truncated, random bytes, a pickled callable: torch's errors vary
         kind = "carries objects other than tensors and plain values (refused, nothing was run)" \
-            if "weights_only" in str(exc) or "Unsupported global" in str(exc) else "is truncated or corrupt"
+            if "global" in str(exc).lower() else "is truncated or corrupt (or not a torch file)"
         raise ConfigError(f"{path} is not a readable {what}: it {kind}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} is not a {what}")

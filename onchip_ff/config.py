@@ -250,7 +250,7 @@ def from_dict(raw: dict[str, Any], source: str = "config", stored: bool = False)
         cls = SECTIONS[section]
         if section == "hardware":
             from hw_models.presets import resolve
-            backend, preset, device = resolve(values)
+            backend, preset, device = resolve(values, stored)
             sections[section] = HardwareConfig(backend, preset, device)
         elif section == "objective":
             sections[section] = _objective(values, source, stored)

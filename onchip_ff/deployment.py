@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from common.errors import ConfigError
 from onchip_ff import config
 from onchip_ff.methods import build_learner
 
@@ -20,7 +21,13 @@ def time_label(t_s: float) -> str:
 
 def deploy_config(cfg: config.Config, overrides: list[str]) -> config.Config:
     """The run's config on the sim backend with only the hardware `overrides` (validated): the
-    training hardware is replaced, the rest of the config kept."""
+    training hardware is replaced, the rest of the config kept.  Overrides of other sections would
+    do nothing (the run is trained already): a one-line error."""
+    for text in overrides:
+        parts, _ = config.parse_override(text)
+        if parts[0] != "hardware":
+            raise ConfigError(f"--set {text}: deployment takes hardware.* settings only; "
+                              f"{'.'.join(parts)} would do nothing (the run is trained already)")
     raw = config.to_dict(cfg)
     raw["hardware"] = {"backend": "sim"}
     raw["deploy"] = {}

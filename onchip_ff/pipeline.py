@@ -227,7 +227,7 @@ def run_pipeline(cfg: Config, processes: int, max_steps: int = 0, threads: int =
         init_file = os.path.join(tmp, "rendezvous")
         mp.spawn(_stage, args=(processes, cfg, split, max_steps, init_file, threads, tmp, warmup),
                  nprocs=processes, join=True)
-        parts = [torch.load(os.path.join(tmp, f"stage{r}.pt"), weights_only=False) for r in range(processes)]
+        parts = [torch.load(os.path.join(tmp, f"stage{r}.pt"), weights_only=True) for r in range(processes)]
     stages = [p["report"] for p in parts]
     state = {k: v for p in parts for k, v in p["state"].items()}
     steps = stages[-1]["steps"]

@@ -61,7 +61,7 @@ def check_device(cfg: Config) -> str:
     return device
 
 
-LOSS_WARN_FACTOR = 10.0  # an epoch loss above this times the first epoch's warns (divergence)
+LOSS_WARN_FACTOR = 10.0  # an epoch's mean loss above this times the first step's warns (divergence)
 
 
 @dataclass
@@ -136,7 +136,7 @@ def train(cfg: Config, data: Dataset, observers: Sequence[Observer] = (),
     """Train per cfg on data: seeded initialization, shuffling per epoch, train_step per batch,
     test, train (and validation) accuracy after every epoch.  Non-finite values — the loss at any
     step, the weights or the simulated arrays' conductances after an epoch — raise DivergedError;
-    an epoch loss above LOSS_WARN_FACTOR times the first epoch's warns.  resume: a checkpoint
+    an epoch's mean loss above LOSS_WARN_FACTOR times the first step's warns.  resume: a checkpoint
     (`checkpoint(run)`) and the metrics it was written with: training continues after its epoch,
     exactly as an uninterrupted run.  train.threads applies inside the call only.  Files,
     progress, memory probes and deployment are observers (experiments/observers.py)."""
@@ -217,6 +217,7 @@ def _train(cfg: Config, data: Dataset, observers: Sequence[Observer], resume: di
                     raise DivergedError(f"non-finite loss {step['loss']} at epoch {epoch}, step {s + 1}; "
                                         "lower train.lr or check the data normalization")
                 loss_sum += step["loss"]
+                metrics.setdefault("first_loss", step["loss"])  # the start that divergence is judged by
                 for o in observers:
                     o.on_step(run, s, step["loss"])
             train_s += time.perf_counter() - t0
@@ -236,10 +237,10 @@ def _train(cfg: Config, data: Dataset, observers: Sequence[Observer], resume: di
                     learner, data.x_val, data.y_val, t.eval_batch_size, device)
             metrics["history"].append(row)
             _check_finite(learner, epoch)
-            first_loss = metrics["history"][0]["loss"]
-            if row["loss"] > LOSS_WARN_FACTOR * max(first_loss, 1e-12) and epoch > 1:
-                warnings.warn(f"epoch {epoch} loss {row['loss']:.4g} is over {LOSS_WARN_FACTOR:g}x the first "
-                              f"epoch's ({first_loss:.4g}): training is diverging; lower train.lr", stacklevel=2)
+            first_loss = metrics["first_loss"]
+            if row["loss"] > LOSS_WARN_FACTOR * max(abs(first_loss), 1e-12):
+                warnings.warn(f"epoch {epoch} mean loss {row['loss']:.4g} is over {LOSS_WARN_FACTOR:g}x the loss of "
+                              f"the first step ({first_loss:.4g}): training is diverging; lower train.lr", stacklevel=2)
             for o in observers:
                 o.on_epoch(run)
         for o in observers:

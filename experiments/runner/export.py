@@ -48,6 +48,9 @@ def parse_where(texts: list[str]) -> list[tuple[str, str, Any]]:
         try:
             value = tomllib.loads(f"v = {value_text}")["v"]
         except tomllib.TOMLDecodeError:
+            if value_text and value_text[0] in "[{\"'":
+                raise ConfigError(f"--where {text!r}: {value_text} is not a valid TOML value (a list is "
+                                  "[1, 2], a string \"x\" or a bare word)") from None
             value = value_text
         out.append((name, value_text, value))
     return out

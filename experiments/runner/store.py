@@ -122,6 +122,13 @@ def _header(path: Path) -> bool:
     return True
 
 
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if SQLite has not already (it does on a full disk), so the
+    original error is the one reported."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
 def _connect(path: Path, mode: str) -> sqlite3.Connection:
     target = f"{path.resolve().as_uri()}?mode={mode}"
     conn = sqlite3.connect(target, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -210,7 +217,7 @@ class Store:
                 raise StoreError(f"--store {self.path} was just written by another program; {FIX}")
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            _rollback(c)
             raise
 
     def _wal(self) -> None:
@@ -244,7 +251,7 @@ class Store:
             new = c.total_changes - before
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            _rollback(c)
             raise
         return new
 
@@ -275,7 +282,7 @@ class Store:
                       "WHERE key = ?", (owner, now, now, key))
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            _rollback(c)
             raise
         return row["config"], "running"
 
@@ -326,7 +333,7 @@ class Store:
                                     "'running'", m).rowcount for m in moves)
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            _rollback(c)
             raise
         return changed
 
