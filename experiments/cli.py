@@ -24,6 +24,13 @@ from common.errors import ConfigError, OnchipError
 for _name, _value in WORKER_ENV.items():
     os.environ.setdefault(_name, _value)
 
+
+def _thread_lock_for_progress_bars() -> None:
+    """tqdm's default lock is a cross-process semaphore that an interrupted command leaves behind
+    ("leaked semaphore" warnings at exit); the bars of one command live in one process."""
+    from tqdm import tqdm
+    tqdm.set_lock(threading.RLock())
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
@@ -181,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    _thread_lock_for_progress_bars()
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
