@@ -101,40 +101,63 @@ def _save(fig, path: Path) -> None:
 
 def plot_robustness(spec: Spec, rows: list[dict[str, Any]], path: Path) -> None:
     """One panel per parameter: test accuracy vs level, mean ± std over seeds per method, the
-    method's float-reference accuracy dashed; failed or missing runs are counted in the legend."""
+    method's float-reference accuracy dashed; one legend under the panels (off the data); failed
+    or missing runs are counted under each panel's title."""
     from experiments.plots import plt
     n = max(1, len(spec.parameters))
     ncols = min(3, n)
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows + 0.5), dpi=110,
+                             squeeze=False)
+    handles: dict[str, Any] = {}
     for ax, p in zip(axes.flat, spec.parameters):
+        missing = []
         for i, method in enumerate(spec.methods):
             levels, mean, std, bad = curve(rows, method, p.name)
-            label = method + (f" ({bad} runs failed/missing)" if bad else "")
+            if bad:
+                missing.append(f"{method} {bad}")
             if len(levels):
-                ax.plot(levels, mean, "-o", ms=3, color=f"C{i}", label=label)
+                line, = ax.plot(levels, mean, "-o", ms=3, color=f"C{i}")
                 ax.fill_between(levels, mean - std, mean + std, color=f"C{i}", alpha=0.2)
+                handles.setdefault(f"{method} (mean ± std)", line)
             ref = _float_line(rows, method)
             if ref is not None:
-                ax.axhline(ref, color=f"C{i}", ls="--", lw=1, label=f"{method} float reference")
+                line = ax.axhline(ref, color=f"C{i}", ls="--", lw=1)
+                handles.setdefault(f"{method} float reference", line)
         ax.set_xlabel(p.xlabel, fontsize=8)
         ax.set_ylabel("test accuracy")
-        ax.set_title(p.title, fontsize=9)
+        title = p.title + (f"\nruns failed/missing: {', '.join(missing)}" if missing else "")
+        ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
+    # one legend column per method: its curve above its float reference
+    handles = {k: handles[k] for m in spec.methods
+               for k in (f"{m} (mean ± std)", f"{m} float reference") if k in handles}
     for ax in list(axes.flat)[len(spec.parameters):]:
         ax.axis("off")
     fig.suptitle(f"{spec.name}: trained on the simulated hardware, mean ± std over "
                  f"{len(spec.seeds)} seeds", fontsize=10)
-    fig.tight_layout()
+    _legend_below(fig, handles, len(spec.methods))
     _save(fig, path)
+
+
+def _legend_below(fig, handles: dict[str, Any], ncol: int) -> None:
+    """One figure legend in a strip under the panels, so that no entry covers data."""
+    fig.tight_layout()
+    if not handles:
+        return
+    rows = 2 if len(handles) > ncol else 1
+    strip = (0.16 * rows + 0.1) / fig.get_figheight()
+    fig.subplots_adjust(bottom=fig.subplotpars.bottom + strip)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=max(1, ncol),
+               fontsize=7, frameon=False)
 
 
 def plot_drift(spec: Spec, rows: list[dict[str, Any]], path: Path) -> None:
     """Accuracy vs time after programming (log axis) of each method's float-trained model deployed
-    on spec.deploy_preset, with (solid) and without (dotted) global drift compensation."""
+    on spec.deploy_preset, with (solid) and without (dotted) global drift compensation; the legend
+    sits to the right of the axes, off the data."""
     from experiments.plots import plt
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    fig, ax = plt.subplots(figsize=(8.2, 4.2), dpi=120)
     for i, method in enumerate(spec.methods):
         for parameter, style, what in ((DRIFT, ":s", "no compensation"),
                                        (DRIFT_COMPENSATED, "-o", "drift compensation")):
@@ -148,10 +171,11 @@ def plot_drift(spec: Spec, rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("time after programming (s)")
     ax.set_ylabel("test accuracy")
-    ax.set_title(f"{spec.name}: float-trained models deployed on {spec.deploy_preset}, mean ± std "
-                 f"over {len(spec.seeds)} seeds", fontsize=8)
+    ax.set_title(f"{spec.name}: float-trained models deployed on {spec.deploy_preset},\nmean ± std "
+                 f"over {len(spec.seeds)} seeds", fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=6)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()
     _save(fig, path)
 

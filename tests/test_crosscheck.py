@@ -35,12 +35,17 @@ def _ours_as_aihwkit(python, settings, out_dir):
 def test_comparison_of_two_runs_of_the_same_model(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cc, "find_python", lambda explicit: "python")
     monkeypatch.setattr(cc, "run_aihwkit", _ours_as_aihwkit)
-    assert main(["crosscheck", "aihwkit", "--out", str(tmp_path), "--devices", "20000", "--draws", "4",
-                 "--batch", "2"]) == 0
+    rc = main(["crosscheck", "aihwkit", "--out", str(tmp_path), "--devices", "20000", "--draws", "4",
+               "--batch", "2"])
     out = capsys.readouterr().out
     assert "pcm vs aihwkit stand-in" in out
     data = json.loads((tmp_path / "crosscheck_aihwkit.json").read_text())
     cmp = data["comparison"]
+    # 4 programmings: the per-output layer maxima are sampling-dominated and may exceed the bound
+    worst = max(np.max(cmp[k]) for k in ("device_rel_mean", "device_rel_std", "layer_dmean_max",
+                                         "layer_dstd_max"))
+    assert rc == (0 if worst <= cc.TOLERANCE else 1)
+    assert ("within the 3 % bound" in out) == (rc == 0)
     rel_mean, rel_std = np.array(cmp["device_rel_mean"]), np.array(cmp["device_rel_std"])
     assert rel_mean.shape == (len(cc.G_NORM), len(cc.DEVICE_TIMES_S))
     assert rel_mean.max() < 0.02 and rel_std.max() < 0.05  # same model: sampling differences only
@@ -51,6 +56,20 @@ def test_comparison_of_two_runs_of_the_same_model(tmp_path, monkeypatch, capsys)
     assert np.all(np.array(cmp["layer_dmean_systematic"]) <= 2 * np.array(cmp["layer_dmean_floor"]))
     md = (tmp_path / "crosscheck_aihwkit.md").read_text()
     assert md.count("\n| 0.05 |") == len(cc.DEVICE_TIMES_S) and "| 1 year |" in md
+
+
+def test_a_model_off_by_10_percent_fails_the_check(tmp_path, monkeypatch, capsys):
+    def off(python, settings, out_dir):
+        res = _ours_as_aihwkit(python, settings, out_dir)
+        return {**res, "dev_mean": res["dev_mean"] * 1.1}
+    monkeypatch.setattr(cc, "find_python", lambda explicit: "python")
+    monkeypatch.setattr(cc, "run_aihwkit", off)
+    assert main(["crosscheck", "aihwkit", "--out", str(tmp_path), "--devices", "20000", "--draws", "2",
+                 "--batch", "1"]) == 1
+    assert "BEYOND the 3 % bound" in capsys.readouterr().out
+    md = (tmp_path / "crosscheck_aihwkit.md").read_text()
+    device_rows = [line for line in md.splitlines() if line.startswith("| 0.") or line.startswith("| 1.0 |")]
+    assert device_rows and all("✗" in line.split("|")[6] for line in device_rows)
 
 
 def test_compare_of_identical_results_is_zero():
