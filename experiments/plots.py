@@ -12,8 +12,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_histories(histories: dict[str, list[dict]], path: Path, title: str = "") -> None:
-    """Test (solid) and train (dashed) accuracy per epoch, one colour per run."""
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    """Test (solid) and train (dashed) accuracy per epoch, one colour per run; the legend sits to
+    the right of the axes, off the data."""
+    fig, ax = plt.subplots(figsize=(7.6, 4), dpi=120)
     for i, (name, hist) in enumerate(histories.items()):
         epochs = [h["epoch"] for h in hist]
         colour = f"C{i}"
@@ -24,7 +25,7 @@ def plot_histories(histories: dict[str, list[dict]], path: Path, title: str = ""
     ax.set_ylabel("accuracy")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -32,9 +33,10 @@ def plot_histories(histories: dict[str, list[dict]], path: Path, title: str = ""
 
 def plot_drift(rows: list[dict], float_accuracy: float, path: Path, title: str = "") -> None:
     """Test accuracy vs time after programming (log axis), mean ± std over seeds, with and
-    without drift compensation; the float accuracy as a dashed line."""
+    without drift compensation; the float accuracy as a dashed line; the legend under the axes,
+    off the data."""
     import numpy as np
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    fig, ax = plt.subplots(figsize=(6, 4.4), dpi=120)
     for i, comp in enumerate((False, True)):
         times = sorted({r["time_s"] for r in rows if r["compensation"] == comp})
         accs = [[r["test_accuracy"] for r in rows if r["compensation"] == comp and r["time_s"] == t]
@@ -49,7 +51,7 @@ def plot_drift(rows: list[dict], float_accuracy: float, path: Path, title: str =
     ax.set_ylabel("test accuracy")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -134,8 +135,10 @@ def plot_robustness(spec: Spec, rows: list[dict[str, Any]], path: Path) -> None:
                for k in (f"{m} (mean ± std)", f"{m} float reference") if k in handles}
     for ax in list(axes.flat)[len(spec.parameters):]:
         ax.axis("off")
-    fig.suptitle(f"{spec.name}: trained on the simulated hardware, mean ± std over "
-                 f"{len(spec.seeds)} seeds", fontsize=10)
+    title = (f"{spec.name}: trained on the simulated hardware, mean ± std over {len(spec.seeds)} "
+             "seeds")
+    # about 12 characters of a 10-point title per inch: wrap so that a one-panel figure shows it whole
+    fig.suptitle(textwrap.fill(title, width=int(12 * 4.6 * ncols)), fontsize=10)
     _legend_below(fig, handles, len(spec.methods))
     _save(fig, path)
 
