@@ -39,10 +39,15 @@ def write_idx(path: Path, array: np.ndarray, gz: bool = True, magic: bytes | Non
 @pytest.fixture
 def fake_fmnist(tmp_path: Path) -> Path:
     """A folder with correctly sized, random Fashion-MNIST IDX files (torchvision raw layout)."""
-    raw = tmp_path / "FashionMNIST" / "raw"
+    write_random_idx_set(tmp_path / "FashionMNIST" / "raw")
+    return tmp_path
+
+
+def write_random_idx_set(raw: Path) -> None:
+    """Random 28x28 images and 10-class labels, 60000 train / 10000 test, as gzipped IDX files in
+    raw (the MNIST / Fashion-MNIST file names)."""
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for prefix, n in (("train", 60000), ("t10k", 10000)):
         write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
         write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
-    return tmp_path

@@ -16,7 +16,7 @@ from experiments.cli import main
 from onchip_ff import config
 from onchip_ff.data import load_dataset
 
-from conftest import write_idx
+from conftest import write_idx, write_random_idx_set
 
 
 def small_images(n=300, side=8, classes=3, seed=0):
@@ -162,12 +162,7 @@ def test_cifar10_python_batches_and_a_tampered_pickle(tmp_path):
 
 
 def test_mnist_in_torchvision_layout(tmp_path):
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 60000), ("t10k", 10000)):
-        write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
+    write_random_idx_set(tmp_path / "MNIST" / "raw")
     ds = load_dataset(_data(name="mnist", root=str(tmp_path), train_limit=50, test_limit=20))
     assert ds.input_shape == (1, 28, 28) and len(ds.y_train) == 50 and ds.n_classes == 10
     with pytest.raises(DataError, match="needs data.root"):
@@ -179,7 +174,7 @@ TINY = ["model.hidden=[16]", "train.epochs=1", "train.batch_size=50", "train.thr
 
 def _sets(path, extra=()):
     out = []
-    for s in [f'data.name="npz"', f'data.path="{path}"', *TINY, *extra]:
+    for s in ['data.name="npz"', f'data.path="{path}"', *TINY, *extra]:
         out += ["--set", s]
     return out
 

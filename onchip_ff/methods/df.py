@@ -19,6 +19,7 @@ from common.coerce import check, choice
 from common.errors import ConfigError
 from onchip_ff.network import (build_layers, init_parameters, make_blocks, make_optimizer,
                                next_input, normalize)
+from onchip_ff.methods.local_update import ScoringLearner, local_update, step_summary
 from onchip_ff.methods.registry import Method, register
 from onchip_ff.objectives.distance_forward import Centroids, npair_margin_loss
 
@@ -53,7 +54,7 @@ class DFObjective:
               "a list of head indices >= 0", list(self.eval_layers))
 
 
-class DistanceForward(nn.Module):
+class DistanceForward(ScoringLearner):
     def __init__(self, cfg: Config, input_shape: tuple[int, ...], n_classes: int,
                  generator: torch.Generator) -> None:
         super().__init__()
@@ -99,13 +100,10 @@ class DistanceForward(nn.Module):
         if self.obj.accumulate_goodness and earlier_goodness is not None:
             goodness = goodness + earlier_goodness  # DF-R: earlier terms arrive detached
         loss = npair_margin_loss(goodness, y, self.obj.scale, self.obj.margin)
-        opt = self.optimizers[k]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss_value = local_update(self.optimizers[k], loss)
         if self.obj.centroids == "ema":
             self.heads[k].ema_update(h_hat.detach(), y)
-        return self.to_next_block(k, h_hat), goodness.detach(), loss.item()
+        return self.to_next_block(k, h_hat), goodness.detach(), loss_value
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         goodness = None
@@ -113,11 +111,7 @@ class DistanceForward(nn.Module):
         for k in range(len(self.blocks)):
             x, goodness, loss = self.train_block(k, x, y, goodness)
             losses.append(loss)
-        return {"loss": sum(losses) / len(losses), **{f"loss_{k}": v for k, v in enumerate(losses)}}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """learner(x): the class scores (N, n_classes), as scores(x)."""
-        return self.scores(x)
+        return step_summary(losses)
 
     @torch.no_grad()
     def scores(self, x: torch.Tensor) -> torch.Tensor:

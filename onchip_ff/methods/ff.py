@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from common.coerce import check, choice
+from onchip_ff.methods.local_update import ScoringLearner, local_update, step_summary
 from onchip_ff.methods.registry import Method, register
 from onchip_ff.negatives import hardest_wrong_labels, random_wrong_labels
 from onchip_ff.network import build_layers, checked_eval_layers, init_parameters, make_optimizer, next_input, normalize
@@ -48,7 +49,7 @@ class FFObjective:
               "a list of indices >= 0", list(self.eval_layers))
 
 
-class ForwardForward(nn.Module):
+class ForwardForward(ScoringLearner):
     method = "ff"
     unit = "layers"  # what objective.eval_layers indexes, for its error message
 
@@ -97,11 +98,8 @@ class ForwardForward(nn.Module):
         out = self.block_forward(k, h.detach())
         g = ff_goodness(out)
         loss = ff_loss(g[:n_pos], g[n_pos:], self.obj.threshold)
-        opt = self.optimizers[k]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return self.to_next_block(k, out), loss.item()
+        loss_value = local_update(self.optimizers[k], loss)
+        return self.to_next_block(k, out), loss_value
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         h = torch.cat([self.embed(x, y), self.embed(x, self.negatives(x, y))])
@@ -109,11 +107,7 @@ class ForwardForward(nn.Module):
         for k in range(len(self.blocks)):
             h, loss = self.train_block(k, h, len(y))
             losses.append(loss)
-        return {"loss": sum(losses) / len(losses), **{f"loss_{k}": v for k, v in enumerate(losses)}}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """learner(x): the class scores (N, n_classes), as scores(x)."""
-        return self.scores(x)
+        return step_summary(losses)
 
     @torch.no_grad()
     def scores(self, x: torch.Tensor) -> torch.Tensor:

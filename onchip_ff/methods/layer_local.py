@@ -13,8 +13,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from onchip_ff.methods.local_update import ScoringLearner, local_update, step_summary
 
-class LayerLocalLearner(nn.Module):
+
+class LayerLocalLearner(ScoringLearner):
     """Subclasses set self.layers, self.optimizers (one per layer), self.eval_layers and define
     layer_forward(k, x) -> (h, scores), layer_loss(scores, y), to_next_layer(h), prepare_input(x)."""
 
@@ -26,11 +28,8 @@ class LayerLocalLearner(nn.Module):
         """One local update of layer k; returns (next layer's input, loss)."""
         h, scores = self.layer_forward(k, x.detach())
         loss = self.layer_loss(scores, y)
-        opt = self.optimizers[k]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return self.to_next_layer(h), loss.item()
+        loss_value = local_update(self.optimizers[k], loss)
+        return self.to_next_layer(h), loss_value
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         x = self.prepare_input(x)
@@ -38,11 +37,7 @@ class LayerLocalLearner(nn.Module):
         for k in range(len(self.layers)):
             x, loss = self.train_layer(k, x, y)
             losses.append(loss)
-        return {"loss": sum(losses) / len(losses), **{f"loss_{k}": v for k, v in enumerate(losses)}}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """learner(x): the class scores (N, n_classes), as scores(x)."""
-        return self.scores(x)
+        return step_summary(losses)
 
     @torch.no_grad()
     def scores(self, x: torch.Tensor) -> torch.Tensor:
