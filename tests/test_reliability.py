@@ -149,15 +149,34 @@ def test_a_loss_far_above_its_start_warns():
         train(cfg, load_dataset(cfg.data))
 
 
-def test_full_disk_on_train_is_one_line_and_leaves_no_partial_files(tmp_path, capsys, monkeypatch):
-    def full(fd):
-        raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(os, "fsync", full)
+IO_FAULTS = [(errno.ENOSPC, "free some disk space"), (errno.EIO, "the storage failed"),
+             (errno.EACCES, "check the permissions"), (errno.EROFS, "read-only")]
+
+
+@pytest.mark.parametrize("code,hint", IO_FAULTS, ids=["ENOSPC", "EIO", "EACCES", "EROFS"])
+def test_io_failures_on_train_are_one_line_and_leave_no_partial_files(tmp_path, capsys, monkeypatch, code, hint):
+    """Injected where every run file is made durable (os.fsync): full disk, I/O error, permission
+    denied (injected: the suite may run as root, for whom permissions do not bite), read-only."""
+    def fail(fd):
+        raise OSError(code, os.strerror(code))
+    monkeypatch.setattr(os, "fsync", fail)
     out = tmp_path / "run"
-    _one_line(capsys, ["train", DF_MLP, *_argv(TINY), "--out", str(out), "--no-progress"], "No space left on device",
-              "free some disk space")
+    _one_line(capsys, ["train", DF_MLP, *_argv(TINY), "--out", str(out), "--no-progress"], os.strerror(code), hint)
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files
     assert not (out / "metrics.json").exists() or json.loads((out / "metrics.json").read_text())["status"] != "done"
+
+
+@pytest.mark.parametrize("code", [c for c, _ in IO_FAULTS], ids=["ENOSPC", "EIO", "EACCES", "EROFS"])
+def test_io_failures_creating_the_output_folder_are_one_line(tmp_path, capsys, monkeypatch, code):
+    from pathlib import Path as P
+
+    def fail(self, *args, **kwargs):
+        raise OSError(code, os.strerror(code), str(self))
+    monkeypatch.setattr(P, "mkdir", fail)
+    out = tmp_path / "run"
+    _one_line(capsys, ["train", DF_MLP, *_argv(TINY), "--out", str(out), "--no-progress"], os.strerror(code),
+              f"--out {out} is not writable", "pass a folder you can write to")
+    assert not out.exists()
 
 
 @pytest.fixture
