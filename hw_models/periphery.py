@@ -63,28 +63,6 @@ def adc(y: np.ndarray, cfg: PeripheryConfig, noise: np.ndarray | None,
     return out, row_sat > 0
 
 
-def drift_readout(g_norm: np.ndarray, var_norm: np.ndarray | None, cfg: PeripheryConfig,
-                  normals) -> float:
-    """Global drift compensation's readout (aihwkit GlobalDriftCompensation: the mean |output| of
-    the one-hot inputs eye(in_size) read through the tile, src/aihwkit/inference/compensation/
-    drift.py:28-38): each one-hot input reads one normalized weight w through the periphery — the
-    DAC passes the 1 exactly, the device's per-read noise (var_norm, None = none) and the output
-    noise are added, the ADC digitizes — so the readout is mean |ADC(w + noise)| over all weights.
-    Bound management never acts: |w| <= 1 < out_bound for every sensible bound.  `normals`: a
-    hw_models.rng.NormalSource."""
-    if g_norm.size == 0:
-        return 0.0
-    y = np.ascontiguousarray(g_norm, dtype=np.float32).reshape(g_norm.shape[0], -1)
-    noise, sigma = None, cfg.out_noise
-    if var_norm is not None:
-        sd = np.sqrt(var_norm.reshape(y.shape) + np.float32(cfg.out_noise ** 2))
-        noise, sigma = normals.standard_normal(y.shape) * sd, 1.0
-    elif cfg.out_noise:
-        noise = normals.standard_normal(y.shape)
-    out, _ = adc(y, cfg, noise, sigma)
-    return float(np.abs(out).mean(dtype=np.float64))
-
-
 def compensation_factor(reference: float, now: float) -> float:
     """Global drift compensation factor alpha = reference readout (of the devices as programmed) /
     readout now (aihwkit BaseDriftCompensation.apply, compensation/base.py:56-59; its readouts are

@@ -9,13 +9,12 @@ adc_bits, out_noise, ...), and one sub-table per noise model, e.g. [hardware.pcm
 from __future__ import annotations
 
 import dataclasses
-import typing
 from typing import Any
 
 from hw_models.device import DeviceConfig
 from hw_models.noise import registry
 from hw_models.periphery import PeripheryConfig
-from common.coerce import coerce as _coerce
+from common.tomlfile import typed_fields
 from common.errors import ConfigError
 
 
@@ -72,11 +71,7 @@ def preset(name: str) -> DeviceConfig:
     return PRESETS[name]()
 
 
-def _coerce_fields(cls: type, prefix: str, values: dict[str, Any]) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {k: _coerce(f"{prefix}.{k}", v, hints[k]) for k, v in values.items()}
-
-
+HARDWARE_TABLE = "the [hardware] table"
 DEVICE_KEYS = [f.name for f in dataclasses.fields(DeviceConfig) if f.name not in ("periphery", "noise")]
 PERIPHERY_KEYS = [f.name for f in dataclasses.fields(PeripheryConfig)]
 
@@ -108,12 +103,8 @@ def resolve(raw: dict[str, Any], stored: bool = False) -> tuple[str, str, Device
                 known = ", ".join(registry.names())
                 raise ConfigError(f"[hardware.{key}]: {key!r} is not in this device's noise chain "
                                   f"({order}); add it with hardware.noise = [...] (models: {known})")
-            cls = type(chain[key])
-            fields = {f.name for f in dataclasses.fields(cls)}
-            bad = [k for k in value if k not in fields]
-            if bad:
-                raise ConfigError(f"unknown key hardware.{key}.{bad[0]}; valid: {', '.join(sorted(fields))}")
-            chain[key] = dataclasses.replace(chain[key], **_coerce_fields(cls, f"hardware.{key}", value))
+            chain[key] = dataclasses.replace(chain[key], **typed_fields(type(chain[key]), value, f"hardware.{key}",
+                                                                       HARDWARE_TABLE))
         elif key in DEVICE_KEYS:
             device_kw[key] = value
         elif key in PERIPHERY_KEYS:
@@ -121,9 +112,10 @@ def resolve(raw: dict[str, Any], stored: bool = False) -> tuple[str, str, Device
         else:
             raise ConfigError(f"unknown key hardware.{key}; valid keys: backend, preset, noise, "
                               + ", ".join(DEVICE_KEYS + PERIPHERY_KEYS) + ", or a [hardware.<model>] table")
-    periphery = dataclasses.replace(base.periphery, **_coerce_fields(PeripheryConfig, "hardware", periphery_kw))
+    periphery = dataclasses.replace(base.periphery, **typed_fields(PeripheryConfig, periphery_kw, "hardware",
+                                                                           HARDWARE_TABLE))
     device = dataclasses.replace(base, periphery=periphery, noise=tuple(chain[n] for n in order),
-                                 **_coerce_fields(DeviceConfig, "hardware", device_kw))
+                                 **typed_fields(DeviceConfig, device_kw, "hardware", HARDWARE_TABLE))
     if backend == "torch" and not stored:
         _nothing_on_torch(name, base, device)
     return backend, name, device

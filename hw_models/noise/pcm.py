@@ -39,8 +39,6 @@ Remaining differences from aihwkit (each measured by `onchip-ff crosscheck aihwk
     merged into the on device, which drifts for both.  Here both devices are kept and drift with
     their own nu (the off device, target 0, has nu's law at g = 1e-7: mean 0.1); q is evaluated at
     each device's own programmed conductance, not at the rescaled one.
-  * drift compensation: aihwkit reads the one-hot (identity) inputs through the noisy periphery
-    (DAC, output noise, ADC); here the ideal readout mean |W| of the same weights is used (crossbar.py).
   * max(poly, 0): sigma_prog is clipped at 0 here (the default polynomial is > 0 for 0 <= g < 1.80).
 """
 
@@ -55,7 +53,7 @@ import numpy as np
 from hw_models.kernels.pcm import (G_REL_FLOOR, MU_MAX, MU_MIN, MU_OFFSET, MU_SLOPE, NU_AIHWKIT,
                                    NU_CONSTANT, NU_NONE, SD_MAX, SD_MIN, SD_OFFSET, SD_SLOPE,
                                    pcm_program)
-from common.coerce import check
+from common.coerce import check, choice
 from hw_models.noise.base import NoiseModel
 from hw_models.noise.registry import register
 from hw_models.noise.stats import (folded_normal_exp, rectified_normal, rectified_normal_exp,
@@ -109,8 +107,8 @@ class PCM(NoiseModel):
             check(0 <= getattr(self, f) < math.inf, p + f, ">= 0 and finite", getattr(self, f))
         for f in ("t0_s", "t_read_s"):
             check(0 < getattr(self, f) < math.inf, p + f, "> 0 and finite", getattr(self, f))
-        check(self.drift_law in DRIFT_LAWS, p + "drift_law", "'aihwkit' or 'constant'", self.drift_law)
-        check(self.read_noise in READ_NOISE, p + "read_noise", "'frozen' or 'per_read'", self.read_noise)
+        choice(p + "drift_law", self.drift_law, DRIFT_LAWS)
+        choice(p + "read_noise", self.read_noise, READ_NOISE)
         check(self.drift_law == "constant" or (self.drift_nu_mean, self.drift_nu_std) == CONSTANT_NU,
               p + "drift_nu_mean/drift_nu_std",
               "left at their defaults unless drift_law = 'constant' (the 'aihwkit' law takes nu from "

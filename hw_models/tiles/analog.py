@@ -153,7 +153,9 @@ class AnalogTile:
         """Move the devices towards w_target (out, in) through the update policy; returns the
         weights the devices now hold."""
         self._check_clock()
-        return self.policy.write(self, w_target)
+        out = self.policy.write(self, w_target)
+        self.written()
+        return out
 
     def update(self, delta_w: np.ndarray) -> None:
         """Apply a requested weight change (out, in) through the update policy (tiles/update.py:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from hw_models.blas import matmul
-from hw_models.periphery import PeripheryConfig, adc, dac, drift_readout
+from hw_models.periphery import PeripheryConfig, adc, dac
 from hw_models.rng import NormalSource
 
 
@@ -46,7 +46,7 @@ class PeripheryChain:
         for attempt in range(4):
             xs = xn if rows is None else xn[rows] * factor[rows]
             y = matmul(xs, g.T)
-            noise, sigma = self._output_noise(xs, var, y.shape)
+            noise, sigma = self._noise(None if var is None else matmul(xs * xs, var.T), y.shape)
             y, saturated = adc(y, p, noise, sigma)
             if rows is None:
                 result = y
@@ -61,20 +61,31 @@ class PeripheryChain:
             factor[rows] *= np.float32(0.5)
         return result
 
-    def _output_noise(self, xs: np.ndarray, var: np.ndarray | None,
-                      shape: tuple[int, int]) -> tuple[np.ndarray | None, float]:
-        """(noise, sigma) for the ADC, which adds sigma * noise: read + output noise of one tile
-        read as one draw per output (see _tile_read), or the output noise alone."""
+    def _noise(self, var_out: np.ndarray | None, shape: tuple[int, int]) -> tuple[np.ndarray | None, float]:
+        """(noise, sigma) for the ADC, which adds sigma * noise: read noise of per-output variance
+        var_out (normalized units, updated in place; None = none) plus the output noise, as one
+        draw per output (see _tile_read), or the output noise alone."""
         out_noise = self.p.out_noise
-        if var is None:
+        if var_out is None:
             return (self.normals.standard_normal(shape) if out_noise else None), out_noise
-        sd = matmul(xs * xs, var.T)  # read variance per output, normalized units
         if out_noise:
-            sd += np.float32(out_noise * out_noise)
-        np.sqrt(sd, out=sd)
-        sd *= self.normals.standard_normal(shape)
-        return sd, 1.0
+            var_out += np.float32(out_noise * out_noise)
+        np.sqrt(var_out, out=var_out)
+        var_out *= self.normals.standard_normal(shape)
+        return var_out, 1.0
 
     def drift_readout(self, g_norm: np.ndarray, var_norm: np.ndarray | None) -> float:
-        """Global drift compensation's readout of normalized weights through this periphery."""
-        return drift_readout(g_norm, var_norm, self.p, self.normals)
+        """Global drift compensation's readout (aihwkit GlobalDriftCompensation: the mean |output| of
+        the one-hot inputs eye(in_size) read through the tile, src/aihwkit/inference/compensation/
+        drift.py:28-38): each one-hot input reads one normalized weight w through this periphery —
+        the DAC passes the 1 exactly, the device's per-read noise (var_norm, None = none) and the
+        output noise are added (_noise: a one-hot input's read variance is the device's own), the
+        ADC digitizes — so the readout is mean |ADC(w + noise)| over all weights.  Bound management
+        never acts: |w| <= 1 < out_bound for every sensible bound."""
+        if g_norm.size == 0:
+            return 0.0
+        y = np.ascontiguousarray(g_norm, dtype=np.float32).reshape(g_norm.shape[0], -1)
+        var = None if var_norm is None else np.array(var_norm.reshape(y.shape), dtype=np.float32)
+        noise, sigma = self._noise(var, y.shape)
+        out, _ = adc(y, self.p, noise, sigma)
+        return float(np.abs(out).mean(dtype=np.float64))

@@ -59,7 +59,6 @@ class Reprogram:
             tile.reprogram_at(idx, w_new)
             rows = idx // tile.in_features
             np.put(w_out, idx, np.take(tile.g_eff, idx) * np.take(tile.w_max[:, 0], rows))
-            tile.written()
             return w_out
         tile.update(w_target - tile.weights())
         return tile.weights()
