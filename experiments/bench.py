@@ -3,7 +3,6 @@ run (median of repeats after a warm-up), written to DIR/bench.json and printed a
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from experiments.outdir import atomic_write_json
 from onchip_ff import config
 from onchip_ff.methods import build_learner
 
@@ -97,7 +97,7 @@ def run_bench(out: Path, batch: int = 256, repeats: int = 10) -> int:
     entries = _mvm_entries(batch, repeats) + _step_entries(batch, repeats) + _device_entries(repeats)
     meta = {"torch_threads": torch.get_num_threads(), "torch_version": torch.__version__,
             "numpy_version": np.__version__, "batch": batch, "repeats": repeats}
-    (out / "bench.json").write_text(json.dumps({"meta": meta, "entries": entries}, indent=2) + "\n")
+    atomic_write_json(out / "bench.json", {"meta": meta, "entries": entries})
     print(f"{'name':<28}{'shape':<34}{'sim ms':>9}{'torch ms':>10}{'ratio':>8}")
     for e in entries:
         ref = "–" if e["torch_s"] is None else f"{e['torch_s'] * 1e3:.2f}"

@@ -103,9 +103,9 @@ def cmd_memory(args: argparse.Namespace) -> int:
     from experiments.runner.commands import check_executor_args
 
     check_executor_args(args)
-    load_memory_config(args.config)  # config errors before any folder is created
+    loaded = load_memory_config(args.config)  # config errors before any folder is created
     out = prepare_out_dir(args.out, Path(args.config).stem, ("memory.csv", "memory.png", "ratios.md"))
-    return run_memory(args.config, out, args)
+    return run_memory(args.config, out, args, loaded)
 
 
 def build_parser() -> argparse.ArgumentParser:

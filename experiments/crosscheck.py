@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import ConfigError
+from experiments.outdir import atomic_write_json, atomic_write_text
 
 G_NORM = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
 DEVICE_TIMES_S = {"1 h": 3600.0, "1 day": 86400.0, "1 month": 2.592e6, "1 year": 3.1536e7}
@@ -188,13 +188,14 @@ def run_crosscheck(out: Path, python: str | None, n_devices: int, draws: int, ba
     python = find_python(python)
     out.mkdir(parents=True, exist_ok=True)
     prob = problem(seed, batch=batch)
+    out_features, in_features = prob["weight"].shape
+    dev = layer_device(in_features, out_features)
+    p = dev.periphery  # aihwkit's half is given the same device and periphery
     settings = {"g_norm": np.array(G_NORM), "times_s": np.array(list(DEVICE_TIMES_S.values())),
                 "layer_times_s": np.array(list(LAYER_TIMES_S.values())), "n_devices": n_devices,
-                "draws": draws, "seed": seed, "gmax_uS": 25.0, "dac_bits": 8, "adc_bits": 8,
-                "out_bound": 10.0, "out_noise": 0.04, "threads": threads, **prob}
-    dev = layer_device(784, 1000)
-    p = dev.periphery
-    assert (p.dac_bits, p.adc_bits, p.out_bound, p.out_noise) == (8, 8, 10.0, 0.04), "pcm preset changed"
+                "draws": draws, "seed": seed, "gmax_uS": dev.gmax_uS, "dac_bits": p.dac_bits,
+                "adc_bits": p.adc_bits, "out_bound": p.out_bound, "out_noise": p.out_noise, "threads": threads,
+                **prob}
     print(f"aihwkit's half ({python}) ...", file=sys.stderr, flush=True)
     aih = run_aihwkit(python, settings, out)
     print("our half ...", file=sys.stderr, flush=True)
@@ -207,16 +208,16 @@ def run_crosscheck(out: Path, python: str | None, n_devices: int, draws: int, ba
     x_clean = (prob["x"].astype(np.float64) @ prob["weight"].T.astype(np.float64))[None]
     cmp = compare(ours_dev, aih, ours_layer, x_clean, draws)
     meta = {"aihwkit_version": str(aih["version"]), "n_devices": n_devices, "draws": draws, "batch": batch,
-            "in_features": 784, "out_features": 1000, "seed": seed, "threads": threads,
+            "in_features": in_features, "out_features": out_features, "seed": seed, "threads": threads,
             "seconds_ours": seconds, "seconds_aihwkit": float(aih["seconds"].sum())}
     text = markdown(ours_dev, aih, cmp, meta)
-    (out / "crosscheck_aihwkit.md").write_text(text)
+    atomic_write_text(out / "crosscheck_aihwkit.md", text)
     payload = {"meta": meta, "g_norm": list(G_NORM), "device_times": list(DEVICE_TIMES_S),
                "layer_times": list(LAYER_TIMES_S),
                "ours": {k: v.tolist() for k, v in ours_dev.items()},
                "aihwkit": {"mean": aih["dev_mean"].tolist(), "std": aih["dev_std"].tolist()},
                "comparison": {k: np.asarray(v).tolist() for k, v in cmp.items()}}
-    (out / "crosscheck_aihwkit.json").write_text(json.dumps(payload, indent=1))
+    atomic_write_json(out / "crosscheck_aihwkit.json", payload, indent=1)
     print(text)
     worst = max(cmp["device_rel_mean"].max(), cmp["device_rel_std"].max(), cmp["layer_dmean_max"].max(),
                 cmp["layer_dstd_max"].max())

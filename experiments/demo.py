@@ -6,9 +6,9 @@ their float-trained models programmed onto PCM (configs/robustness_demo.toml).""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from experiments.outdir import atomic_write_json
 from onchip_ff import config
 from onchip_ff.data import load_dataset
 from experiments.observers import run_training
@@ -52,7 +52,7 @@ def run_demo(out: Path, epochs: int = 2, progress: bool = True, overrides: list[
                    title="Fashion-MNIST, MLP 784-1000-1000-1000: float reference, sim/fixed8, sim/pcm")
     summary = {n: {k: m[k] for k in ("test_accuracy", "train_accuracy", "epochs", "wall_s")}
                for n, m in results.items()}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(out / "summary.json", summary)
     print(f"\n{'run':<16}{'test acc':>10}{'train acc':>11}{'epochs':>8}{'wall s':>9}")
     for n, s in summary.items():
         print(f"{n:<16}{s['test_accuracy']:>10.4f}{s['train_accuracy']:>11.4f}{s['epochs']:>8}"

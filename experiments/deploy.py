@@ -4,8 +4,11 @@ test accuracy at times after programming (drift), with and without global drift 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
+
+from experiments.outdir import atomic_write_text
 
 from onchip_ff.checkpoint import load_file
 from onchip_ff import config
@@ -43,10 +46,11 @@ def run_deploy(run_dir: Path, out: Path, overrides: list[str], seeds: int = 1) -
     rows = evaluate_drift(cfg, state["model"], data, accuracy, overrides, TIMES_S, (False, True),
                           list(range(seeds)), report=_print)
     float_acc = float(json.loads((run_dir / "metrics.json").read_text())["test_accuracy"])
-    with open(out / "deploy.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    f = io.StringIO(newline="")
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "deploy.csv", f.getvalue())
     from experiments.plots import plot_drift
     preset = deploy_config(cfg, overrides).hardware.preset
     plot_drift(rows, float_acc, out / "drift.png",

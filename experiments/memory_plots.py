@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from accountant.memory import METHODS  # noqa: E402
+from experiments.outdir import save_figure  # noqa: E402
 
 STACK = (("weights", ("weights", "master_copy")), ("optimizer", ("optimizer",)),
          ("activations", ("activations",)), ("gradients", ("gradients",)),
@@ -81,5 +82,4 @@ def plot_memory(rows: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -10,6 +10,7 @@ import argparse
 import csv
 import dataclasses
 import hashlib
+import io
 import itertools
 import json
 import math
@@ -28,6 +29,7 @@ from onchip_ff.data import load_dataset
 from common.coerce import check
 from common.errors import ConfigError, OnchipError
 from common.tomlfile import read_toml, typed
+from experiments.outdir import atomic_write_text
 
 CSV_COLUMNS = ("method", "arch", "batch", "depth", "format", "optimizer", "component", "predicted_bytes",
                "measured_bytes", "rel_error", "grads", "measure", "exact", "note")
@@ -259,13 +261,15 @@ def point_rows(p: Point, settings: dict, fmt: NumberFormat) -> list[dict]:
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-        w.writeheader()
-        for r in rows:
-            w.writerow({**r, "rel_error": "" if r["rel_error"] is None else f"{r['rel_error']:.6f}",
-                        "measured_bytes": "" if r["measured_bytes"] is None else r["measured_bytes"],
-                        "predicted_bytes": "" if r["predicted_bytes"] is None else r["predicted_bytes"]})
+    """memory.csv, atomically."""
+    f = io.StringIO(newline="")
+    w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+    w.writeheader()
+    for r in rows:
+        w.writerow({**r, "rel_error": "" if r["rel_error"] is None else f"{r['rel_error']:.6f}",
+                    "measured_bytes": "" if r["measured_bytes"] is None else r["measured_bytes"],
+                    "predicted_bytes": "" if r["predicted_bytes"] is None else r["predicted_bytes"]})
+    atomic_write_text(path, f.getvalue())
 
 
 MEMORY_TASK = "experiments.memory_report:execute_point"
@@ -324,10 +328,12 @@ def stored_rows(sweep, store_path: Path) -> tuple[list[dict], int]:
     return rows, missing
 
 
-def run_memory(config_path: str | Path, out: Path, args: argparse.Namespace) -> int:
-    """Measure every point through the runner into the store, then write the outputs from it."""
+def run_memory(config_path: str | Path, out: Path, args: argparse.Namespace,
+               loaded: tuple[dict, dict[str, NumberFormat], list[Point]] | None = None) -> int:
+    """Measure every point through the runner into the store, then write the outputs from it
+    (loaded: load_memory_config(config_path) when the caller has it already)."""
     from experiments.runner.commands import execute
-    settings, formats, points = load_memory_config(config_path)
+    settings, formats, points = loaded or load_memory_config(config_path)
     sweep = memory_sweep(Path(config_path), settings, formats, points)
     store_path = Path(args.store) if getattr(args, "store", None) else out / "memory.sqlite"
     t0 = time.perf_counter()
@@ -344,8 +350,8 @@ def run_memory(config_path: str | Path, out: Path, args: argparse.Namespace) -> 
     plot_memory(rows, out / "memory.png")
     table, worst = ratio_table(rows), summary(rows)
     amap = ratio_map(points, settings, formats)
-    (out / "ratios.md").write_text("# Peak ratios, measured\n" + table + "\n# Peak ratios, analytic map\n"
-                                   + amap + "\n# Worst errors\n\n" + worst)
+    atomic_write_text(out / "ratios.md", "# Peak ratios, measured\n" + table + "\n# Peak ratios, analytic map\n"
+                      + amap + "\n# Worst errors\n\n" + worst)
     print(worst + table + "\nanalytic map (predicted only):\n" + amap)
     gap = f" ({missing} points failed: not in the outputs)" if missing else ""
     print(f"{len(points)} points{gap}, {len(rows)} rows in {time.perf_counter() - t0:.1f} s -> "

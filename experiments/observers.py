@@ -8,8 +8,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +19,7 @@ from common.errors import ConfigError
 from onchip_ff.config import Config
 from onchip_ff.data import Dataset
 from onchip_ff.trainer import Observer, Run, RunResult, accuracy, checkpoint, train
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename: never a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+from experiments.outdir import atomic_write_bytes, atomic_write_json
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:

@@ -1,15 +1,55 @@
 """The output folder of a command: created on demand, refused when it already holds that command's
-results (nothing is overwritten) or cannot be written."""
+results (nothing is overwritten) or cannot be written; and the atomic writes every command's output
+files go through (a full disk or a crash never leaves a half-written file)."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from common.errors import ConfigError
 
 OUTPUT_FILES = ("metrics.json", "checkpoint.pt", "config.toml")  # of `onchip-ff train`
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder and rename: never a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """atomic_write_bytes of UTF-8 text."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: Path, obj: Any, indent: int = 2) -> None:
+    """obj as indented JSON with a final newline, atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def save_figure(fig, path: Path) -> None:
+    """A matplotlib figure saved atomically (format from the suffix), then closed."""
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def run_status(path: Path) -> str | None:

@@ -6,10 +6,10 @@ computing, waiting for input and waiting to send, which says what limits the pip
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 from common.errors import ConfigError
+from experiments.outdir import atomic_write_json, atomic_write_text
 
 
 def stage_line(s: dict) -> str:
@@ -62,9 +62,9 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     device = cfg.train.device + (f" ({torch.cuda.get_device_name(0)})" if cfg.train.device == "cuda" else "")
     meta = {"config": args.config, "device": device, "cpu_count": __import__("os").cpu_count(),
             "torch": torch.__version__, "runs": runs}
-    (out / "pipeline.json").write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write_json(out / "pipeline.json", meta)
     md = f"# DeeperForward layer pipeline: {args.config} on {device}\n\n{table(runs)}\n"
-    (out / "pipeline.md").write_text(md)
+    atomic_write_text(out / "pipeline.md", md)
     print("\n" + table(runs) + f"\n\nwrote {out / 'pipeline.json'} and {out / 'pipeline.md'}")
     return 0
 

@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from experiments.outdir import save_figure  # noqa: E402
+
 
 def plot_histories(histories: dict[str, list[dict]], path: Path, title: str = "") -> None:
     """Test (solid) and train (dashed) accuracy per epoch, one colour per run; the legend sits to
@@ -27,8 +29,7 @@ def plot_histories(histories: dict[str, list[dict]], path: Path, title: str = ""
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_drift(rows: list[dict], float_accuracy: float, path: Path, title: str = "") -> None:
@@ -53,5 +54,4 @@ def plot_drift(rows: list[dict], float_accuracy: float, path: Path, title: str =
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -6,8 +6,8 @@ models)."""
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 import textwrap
 from collections import defaultdict
 from pathlib import Path
@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from experiments.outdir import atomic_write_text, save_figure
 from experiments.robustness_spec import FLOAT, Spec
 from experiments.runner.store import Store
 from experiments.runner.sweep import current_key
@@ -61,13 +62,12 @@ def csv_rows(spec: Spec, store_rows: list[dict[str, Any]]) -> list[dict[str, Any
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    """Atomically (temporary file, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
-    os.replace(tmp, path)
+    """Atomically (experiments.outdir.atomic_write_text)."""
+    f = io.StringIO(newline="")
+    writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
+    atomic_write_text(path, f.getvalue())
 
 
 def curve(rows: list[dict[str, Any]], method: str, parameter: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -90,14 +90,6 @@ def _float_line(rows, method: str) -> float | None:
     accs = [r["test_accuracy"] for r in rows if r["method"] == method and r["parameter"] == FLOAT
             and r["test_accuracy"] is not None]
     return float(np.mean(accs)) if accs else None
-
-
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
 
 
 def plot_robustness(spec: Spec, rows: list[dict[str, Any]], path: Path) -> None:
@@ -140,7 +132,7 @@ def plot_robustness(spec: Spec, rows: list[dict[str, Any]], path: Path) -> None:
     # about 12 characters of a 10-point title per inch: wrap so that a one-panel figure shows it whole
     fig.suptitle(textwrap.fill(title, width=int(12 * 4.6 * ncols)), fontsize=10)
     _legend_below(fig, handles, len(spec.methods))
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _legend_below(fig, handles: dict[str, Any], ncol: int) -> None:
@@ -180,7 +172,7 @@ def plot_drift(spec: Spec, rows: list[dict[str, Any]], path: Path) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _cell(rows, method: str, parameter: str, level: float) -> str:
@@ -223,7 +215,7 @@ def report(spec: Spec, store_path: Path, out: Path) -> list[dict[str, Any]]:
     with Store(store_path, readonly=True) as store:
         rows = csv_rows(spec, store.rows())
     write_csv(rows, out / "robustness.csv")
-    (out / "robustness.md").write_text(markdown(spec, rows))
+    atomic_write_text(out / "robustness.md", markdown(spec, rows))
     plot_robustness(spec, rows, out / "robustness.png")
     if spec.deploy_preset:
         plot_drift(spec, rows, out / "drift.png")

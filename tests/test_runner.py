@@ -228,6 +228,18 @@ def test_run_processes_get_passive_openmp_waiting():
     assert results == [(handle, os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))]
 
 
+def test_sigterm_stops_a_sweep_like_ctrl_c(tmp_path):
+    sweep = write_sweep(tmp_path, '[grid]\n"objective.method" = ["df", "bp"]\n', seeds="[0, 1]", samples=400,
+                        epochs=2)
+    store = tmp_path / "s.sqlite"
+    proc = sweep_process(sweep, store)
+    wait_for(lambda: counts(store)["running"] == 1, "a run in progress", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "put back to pending" in err, err
+    assert counts(store)["running"] == 0
+
+
 def test_ctrl_c_then_sigkill_then_resume_loses_nothing_and_duplicates_nothing(tmp_path):
     sweep = write_sweep(tmp_path, '[grid]\n"objective.method" = ["df", "bp"]\n', seeds="[0, 1, 2, 3]",
                         samples=400, epochs=2)

@@ -1,7 +1,8 @@
 """The `onchip-ff sweep` and `onchip-ff results` subcommands: arguments, messages, exit codes.
 
 sweep exits 0 when every run of the sweep is done (or still running in another process), 1 when
-some runs are stored as failed, 130 after Ctrl-C/SIGTERM, 2 on bad input (experiments.cli.main).
+some runs are stored as failed, 130 after Ctrl-C or SIGTERM (experiments.cli.main turns SIGTERM
+into an interrupt for every command), 2 on bad input.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
 import sys
 from pathlib import Path
 
@@ -24,10 +24,6 @@ def _cores() -> int:
 
 def default_store(sweep_name: str) -> Path:
     return Path("runs") / (re.sub(r"[^A-Za-z0-9._-]+", "_", sweep_name) + ".sqlite")
-
-
-def _raise_interrupt(signum, frame):  # SIGTERM stops a sweep like Ctrl-C
-    raise KeyboardInterrupt
 
 
 def _dry_run(sweep, store_path: Path) -> int:
@@ -80,7 +76,6 @@ def execute(sweep, store_path: Path, args: argparse.Namespace) -> int:
     threads = args.threads or max(1, _cores() // workers)
     store = Store(store_path)  # refuses a foreign or corrupt file before writing anything
     executor = None
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
 
     def announce(o) -> None:
         failed = (f"{o.skipped_failed} failed (skipped; --retry-failed runs them again)"
@@ -101,7 +96,6 @@ def execute(sweep, store_path: Path, args: argparse.Namespace) -> int:
               "to resume", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
         if executor is not None:
             executor.close()
         statuses = store.statuses()

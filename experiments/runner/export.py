@@ -115,12 +115,7 @@ def write_table(selected: list[tuple[dict[str, Any], dict[str, Any]]], out: Text
     if not selected:
         out.write("(no runs)\n")
         return
-    union: dict[str, None] = {}
-    for _, cfg in selected:
-        union.update(dict.fromkeys(cfg))
-    # a field shows when its value differs between the runs that have it (a key of one method
-    # only, e.g. objective.scale next to a bp run, is not a difference: objective.method shows it)
-    fields = [f for f in union if len({_text(cfg[f]) for _, cfg in selected if f in cfg}) > 1]
+    fields = _differing([cfg for _, cfg in selected])
     header = ["key", "status", *fields, *TABLE_METRICS, "error"]
     lines = []
     for row, cfg in selected:
@@ -129,6 +124,19 @@ def write_table(selected: list[tuple[dict[str, Any], dict[str, Any]]], out: Text
             error = error[:ERROR_CHARS - 3] + "..."
         lines.append([row["key"][:12], row["status"], *(_text(cfg.get(f)) for f in fields),
                       *(_metric(m, row[m]) for m in TABLE_METRICS), error])
+    _write_aligned(header, lines, out)
+
+
+def _differing(cfgs: list[dict[str, Any]], skip: tuple[str, ...] = ()) -> list[str]:
+    """The config fields (but skip) whose value differs between the configs that have them, in
+    first-seen order: a key of one method only, e.g. objective.scale next to a bp run, is not a
+    difference (objective.method shows it)."""
+    union = dict.fromkeys(f for cfg in cfgs for f in cfg if f not in skip)
+    return [f for f in union if len({_text(cfg[f]) for cfg in cfgs if f in cfg}) > 1]
+
+
+def _write_aligned(header: list[str], lines: list[list[Any]], out: TextIO) -> None:
+    """header and lines as columns padded to their widest cell, two spaces apart."""
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
     for line in [header, *lines]:
         out.write("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() + "\n")
@@ -157,8 +165,7 @@ def select_best(selected: list[tuple[dict[str, Any], dict[str, Any]]], by: list[
     for row, cfg, val in runs:
         setting = json.dumps({k: v for k, v in cfg.items() if k != "train.seed"}, sort_keys=True)
         settings.setdefault(setting, []).append((row, cfg, val))
-    varying = [f for f in dict.fromkeys(k for _, c, _ in runs for k in c)
-               if f != "train.seed" and len({_text(c.get(f)) for _, c, _ in runs}) > 1]
+    varying = _differing([c for _, c, _ in runs], skip=("train.seed",))
     best: dict[tuple, dict[str, Any]] = {}
     for members in settings.values():
         cfg = members[0][1]
@@ -180,6 +187,4 @@ def write_best(entries: list[dict[str, Any]], by: list[str], out: TextIO) -> Non
     lines = [[*e["group"], *(_text(e["setting"].get(f)) for f in fields), str(e["seeds"]),
               f"{e['val_mean']:.4f} ± {e['val_std']:.4f}", f"{e['test_mean']:.4f} ± {e['test_std']:.4f}"]
              for e in entries]
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
-    for line in [header, *lines]:
-        out.write("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() + "\n")
+    _write_aligned(header, lines, out)
