@@ -41,12 +41,14 @@ def dataset(arrays: dict[str, np.ndarray], name: str = "arrays", n_classes: int 
     """A Dataset of your own arrays: x_train, y_train, x_test, y_test (optionally x_val, y_val), as
     data.name = "npz" reads them (any sample shape; uint8 pixels scaled to 0..1; standardized with
     the training set's mean and std when normalize).  Bad arrays are one-line DataErrors."""
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{name}.npz"
-        np.savez(path, **{k: np.asarray(v) for k, v in arrays.items()})
-        cfg = config_mod.DataConfig(name="npz", path=str(path), n_classes=n_classes, normalize=normalize)
-        data = load_dataset(cfg)
+    return _own_data(arrays, config_mod.DataConfig(name="npz", n_classes=n_classes, normalize=normalize), name)
+
+
+def _own_data(arrays: dict[str, np.ndarray], cfg: config_mod.DataConfig, name: str) -> Dataset:
+    """arrays through load_dataset as an .npz file of them would go (the same checks, splits and
+    content hash), with cfg's settings; named `name`."""
+    from onchip_ff.data.npz import splits
+    data = load_dataset(cfg, splits({k: np.asarray(v) for k, v in arrays.items()}, "the given arrays"))
     return dataclasses.replace(data, name=name)
 
 
@@ -106,8 +108,8 @@ class Model:
 
     def set_time(self, t_s: float) -> None:
         """Read every array t_s seconds after programming (drift, read noise, compensation)."""
-        for m in getattr(self.learner, "analog_modules", []):
-            m.set_time(t_s)
+        from onchip_ff.deployment import set_time as set_learner_time
+        set_learner_time(self.learner, t_s)
 
     drift = set_time
 
@@ -157,8 +159,8 @@ def fit(config: Config | dict | str | Path | None = None, data: Dataset | dict |
     defaults), with `overrides` ("section.key=value") on top; data: a Dataset, a dict of arrays
     (see dataset()) or None (the config's data section).  train.threads applies inside the call only."""
     cfg = _config(config, overrides)
-    if isinstance(data, dict):
-        data = dataset(data, n_classes=cfg.data.n_classes, normalize=cfg.data.normalize)
+    if isinstance(data, dict):  # with the config's [data] settings (limits, validation split, ...)
+        data = _own_data(data, dataclasses.replace(cfg.data, name="npz", path="", root=""), "arrays")
     elif data is None:
         data = load_dataset(cfg.data)
     elif not isinstance(data, Dataset):

@@ -49,8 +49,9 @@ def deployed_learner(dep: config.Config, state: dict, input_shape, n_classes: in
 
 
 def set_time(learner, t_s: float) -> None:
-    """Read every tile `t_s` seconds after programming (drift; the compensation factor follows)."""
-    for m in learner.analog_modules:
+    """Read every tile `t_s` seconds after programming (drift; the compensation factor follows);
+    nothing on the torch backend (no tiles)."""
+    for m in getattr(learner, "analog_modules", []):
         m.set_time(t_s)
 
 

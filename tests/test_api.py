@@ -159,6 +159,22 @@ def test_fit_restores_the_callers_thread_settings():
     assert torch.get_num_threads() == 2 and numba.get_num_threads() == 2
 
 
+def test_fit_reads_given_arrays_with_the_configs_data_settings(tmp_path):
+    arrays = _arrays()
+    n = len(arrays["y_train"])
+    run = onchip_ff.fit({"model": {"hidden": [8]}, "train": {"epochs": 1, "threads": 1},
+                         "data": {"train_limit": n // 2, "test_limit": 30, "val_fraction": 0.25}}, arrays)
+    m = run.metrics
+    assert m["n_train"] == n // 2 - round(0.25 * (n // 2)) and m["n_test"] == 30 and "val_accuracy" in m
+    same = onchip_ff.dataset(arrays)  # the same arrays as a Dataset or an .npz file: the same content hash
+    np.savez(tmp_path / "a.npz", **arrays)
+    from onchip_ff.config import DataConfig
+    from onchip_ff.data import load_dataset
+    assert load_dataset(DataConfig(name="npz", path=str(tmp_path / "a.npz"))).sha256 == same.sha256
+    full = onchip_ff.fit({"model": {"hidden": [8]}, "train": {"epochs": 1, "threads": 1}}, arrays)
+    assert full.metrics["dataset_sha256"] == same.sha256 and full.metrics["n_train"] == n
+
+
 def test_every_exported_name_has_a_docstring():
     for name in onchip_ff.__all__:
         obj = getattr(onchip_ff, name)

@@ -105,7 +105,7 @@ class ToyLearner(nn.Module):
         return total
 
 
-TOY = Method("toy", ToyObjective, ToyLearner, "a test method: per-layer linear read-outs", memory=False)
+TOY = Method("toy", ToyObjective, ToyLearner, memory=False)  # per-layer linear read-outs
 
 
 @pytest.fixture

@@ -68,9 +68,13 @@ class Dataset:
 def prepare(x, mean: float, std: float) -> np.ndarray:
     """_as_float(x), then (x - mean) / std unless mean, std = 0, 1."""
     x = _as_float(x)
-    if (mean, std) != (0.0, 1.0):
-        x = (x - np.float32(mean)) / np.float32(std)
-    return x
+    return standardize(x, mean, std) if (mean, std) != (0.0, 1.0) else x
+
+
+def standardize(x: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """(x - mean) / std in float32: how every split, and every sample a trained model is given, is
+    standardized."""
+    return (x - np.float32(mean)) / np.float32(std)
 
 
 def check_arrays(splits: dict[str, tuple[np.ndarray, np.ndarray]], source: str) -> tuple[int, ...]:
@@ -136,8 +140,9 @@ def _as_float(x: np.ndarray) -> np.ndarray:
     return x * scale
 
 
-def load_dataset(cfg: DataConfig) -> Dataset:
-    """Load the configured data set as float32 arrays (standardized if asked).
+def load_dataset(cfg: DataConfig, raw: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> Dataset:
+    """Load the configured data set as float32 arrays (standardized if asked); raw: the source's
+    splits when the caller holds them already (arrays given to onchip_ff.fit), else read from cfg.
 
     Order: the source's arrays -> checks -> train_limit / test_limit -> validation split
     (data.val_fraction of the training samples, drawn with data.val_seed) -> float32, uint8 scaled
@@ -146,7 +151,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     same for test and validation, so the test set is bit-identical with and without corruption).
     """
     source = f"data.name = {cfg.name!r}"
-    raw = SOURCES[cfg.name](cfg)
+    raw = SOURCES[cfg.name](cfg) if raw is None else raw
     check_arrays(raw, source)
     (xtr, ytr), (xte, yte) = raw["train"], raw["test"]
     if cfg.train_limit:
@@ -179,9 +184,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
                              gaussian_std=cfg.corruption_gaussian_std, dropout_p=cfg.corruption_dropout_p,
                              n_classes=n_classes, rng=np.random.default_rng(cfg.corruption_seed))
     if cfg.normalize:
-        xtr = (xtr - np.float32(mean)) / np.float32(std)
-        xte = (xte - np.float32(mean)) / np.float32(std)
-        xva = (xva - np.float32(mean)) / np.float32(std)
+        xtr, xte, xva = (standardize(x, mean, std) for x in (xtr, xte, xva))
     else:
         mean, std = 0.0, 1.0
     return Dataset(cfg.name, xtr, np.asarray(ytr).astype(np.int64), xte, np.asarray(yte).astype(np.int64),

@@ -29,12 +29,17 @@ def load(cfg) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             arrays = {k: f[k] for k in f.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"data.path {path} is not a readable .npz file ({exc}); write it with np.savez") from None
+    return splits(arrays, str(path))
+
+
+def splits(arrays: dict[str, np.ndarray], where: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The splits of arrays named as in an .npz file (where: what holds them, for the errors)."""
     missing = [k for k in KEYS if k not in arrays]
     if missing:
-        raise DataError(f"{path} lacks {', '.join(missing)}; it holds {sorted(arrays) or 'nothing'} "
+        raise DataError(f"{where} lacks {', '.join(missing)}; it holds {sorted(arrays) or 'nothing'} "
                         f"(needed: {', '.join(KEYS)}; optional: {', '.join(OPTIONAL)})")
     if ("x_val" in arrays) != ("y_val" in arrays):
-        raise DataError(f"{path} holds only one of x_val, y_val; give both or neither")
+        raise DataError(f"{where} holds only one of x_val, y_val; give both or neither")
     out = {"train": (arrays["x_train"], arrays["y_train"]), "test": (arrays["x_test"], arrays["y_test"])}
     if "x_val" in arrays:
         out["val"] = (arrays["x_val"], arrays["y_val"])

@@ -53,4 +53,4 @@ class Backprop(nn.Module):
         return self(x)
 
 
-register(Method("bp", BPObjective, Backprop, "backpropagation baseline: linear head, end-to-end cross-entropy"))
+register(Method("bp", BPObjective, Backprop))

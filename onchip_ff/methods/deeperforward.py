@@ -84,6 +84,4 @@ class DeeperForward(LayerLocalLearner):
         return feature_norm(x)
 
 
-register(Method("deeperforward", DeeperForwardObjective, DeeperForward,
-                "DeeperForward: per-class channel groups, mean-activation scores, layer-local cross-entropy",
-                pipeline=True))
+register(Method("deeperforward", DeeperForwardObjective, DeeperForward, pipeline=True))

@@ -125,5 +125,4 @@ class DistanceForward(ScoringLearner):
         return total
 
 
-register(Method("df", DFObjective, DistanceForward,
-                "Distance-Forward: centroid goodness, N-pair margin loss, layer- or block-local (DF-O, DF-R)"))
+register(Method("df", DFObjective, DistanceForward))

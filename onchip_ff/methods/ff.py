@@ -125,5 +125,4 @@ class ForwardForward(ScoringLearner):
         return torch.stack(cols, dim=1)
 
 
-register(Method("ff", FFObjective, ForwardForward,
-                "Hinton Forward-Forward: label in the input, goodness = mean square, layer-local softplus loss"))
+register(Method("ff", FFObjective, ForwardForward))

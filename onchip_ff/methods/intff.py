@@ -69,6 +69,4 @@ class IntegratedForwardForward(ForwardForward):
         return shuffled_wrong_labels(y, self.n_classes, self.generator)
 
 
-register(Method("intff", IntFFObjective, IntegratedForwardForward,
-                "Integrated Forward-Forward: FF between blocks of layers, backprop inside a block",
-                archs=("mlp",)))
+register(Method("intff", IntFFObjective, IntegratedForwardForward, archs=("mlp",)))

@@ -1,6 +1,6 @@
 """The method registry: every learning rule declared once (`register(Method(...))` at the end of
 its module in onchip_ff/methods/), and every list of methods — config choices, the learner
-factory, CLI help, the pipeline's and the accountant's coverage, the contract tests — read from it.
+factory, the CLI's choices, the pipeline's and the accountant's coverage, the contract tests — read from it.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ class Method:
     name: str
     objective: type
     learner: type
-    summary: str
     archs: tuple[str, ...] = ARCHS
     pipeline: bool = False
     sim: bool = True

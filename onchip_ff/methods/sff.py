@@ -90,6 +90,4 @@ class ScalableForwardForward(LayerLocalLearner):
         return x
 
 
-register(Method("sff", SFFObjective, ScalableForwardForward,
-                "Scalable Forward-Forward: per-block class heads, log-sum-exp margin loss, backprop inside a block",
-                pipeline=True))
+register(Method("sff", SFFObjective, ScalableForwardForward, pipeline=True))
