@@ -16,7 +16,7 @@ objective.eval_layers (block indices; () = all).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 
@@ -25,9 +25,6 @@ from common.errors import ConfigError
 from onchip_ff.methods.ff import FFObjective, ForwardForward
 from onchip_ff.methods.registry import Method, register
 from onchip_ff.objectives.intff import shuffled_wrong_labels
-
-if TYPE_CHECKING:
-    from onchip_ff.config import Config
 
 
 @dataclass(frozen=True)
