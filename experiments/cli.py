@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import os
 import signal
 import sqlite3
 import sys
@@ -13,16 +12,15 @@ import threading
 import traceback
 from pathlib import Path
 
-from experiments.outdir import prepare_out_dir
-from experiments.runner.executors import WORKER_ENV
-from common.errors import ConfigError, OnchipError
+from common.threads import passive_threads
 
 # Every command runs with the run processes' environment (idle OpenMP threads wait passively
-# instead of spinning against the numpy thread pool and other processes; measured in
-# experiments/runner/executors.py), set before torch or numba start their thread pools; a value
-# the user exported wins.
-for _name, _value in WORKER_ENV.items():
-    os.environ.setdefault(_name, _value)
+# instead of spinning against other processes: common/threads.py), set before torch or numba
+# start their thread pools; a value the user exported wins.
+passive_threads()
+
+from experiments.outdir import prepare_out_dir  # noqa: E402
+from common.errors import ConfigError, OnchipError  # noqa: E402
 
 
 def _thread_lock_for_progress_bars() -> None:
@@ -82,8 +80,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.batch < 1 or args.repeats < 1:
         raise ConfigError("--batch and --repeats must be >= 1")
-    out = prepare_out_dir(args.out, "bench", ("bench.json",))
-    return run_bench(out, batch=args.batch, repeats=args.repeats)
+    out = prepare_out_dir(args.out, "bench", ("bench.json", "bench.md"))
+    if args.aihwkit and not Path(args.aihwkit).is_file():
+        raise ConfigError(f"--aihwkit {args.aihwkit}: no such interpreter (make aihwkit-venv builds one)")
+    return run_bench(out, batch=args.batch, repeats=args.repeats, contention=args.contention,
+                     aihwkit_python=args.aihwkit)
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -132,10 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     d.set_defaults(func=cmd_demo)
 
-    b = sub.add_parser("bench", help="time simulator MVMs and DF train steps against torch float32")
+    b = sub.add_parser("bench", help="time simulator reads, DF/BP train steps on every preset and device "
+                       "kernels against torch float32")
     b.add_argument("--out", help="output folder (default runs/bench-<time>)")
     b.add_argument("--batch", type=int, default=256, help="batch size (default 256)")
     b.add_argument("--repeats", type=int, default=10, help="timed repeats per entry (median; default 10)")
+    b.add_argument("--contention", action="store_true",
+                   help="also time the DF steps beside two busy-loop processes (slowdown vs alone)")
+    b.add_argument("--aihwkit", metavar="PYTHON",
+                   help="also time aihwkit 1.2.0's closest configurations with this interpreter, side by side")
     b.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     b.set_defaults(func=cmd_bench)
 

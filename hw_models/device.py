@@ -11,6 +11,9 @@ from hw_models.noise.base import NoiseModel
 from hw_models.periphery import PeripheryConfig
 
 
+ENGINES = ("auto", "numba", "torch")
+
+
 @dataclass(frozen=True)
 class DeviceConfig:
     gmax_uS: float = 25.0  # maximum device conductance (PCM: 25 uS, Joshi et al. 2020)
@@ -28,6 +31,10 @@ class DeviceConfig:
     input_bits: int = 0  # digital array: activation bits (per-vector absmax scale)
     acc_bits: int = 32  # digital array: signed accumulator width in bits; a running-sum overflow raises
     update_rounding: str = "stochastic"  # digital array: rounding of weight updates to the LSB grid
+    # simulation engine: "numba" (numpy/numba kernels on the CPU), "torch" (torch tensors on the
+    # model's torch device: hw_models/torch_engine), "auto" (torch when the model sits on a CUDA
+    # device, numba otherwise)
+    engine: str = "auto"
     periphery: PeripheryConfig = field(default_factory=PeripheryConfig)
     noise: tuple[NoiseModel, ...] = ()
 
@@ -47,6 +54,7 @@ class DeviceConfig:
               self.acc_bits)
         check(self.update_rounding in ("nearest", "stochastic"), "hardware.update_rounding",
               "'nearest' or 'stochastic'", self.update_rounding)
+        check(self.engine in ENGINES, "hardware.engine", "'auto', 'numba' or 'torch'", self.engine)
         check(not (self.weight_bits and self.noise), "hardware.noise",
               "empty when hardware.weight_bits > 0 (a digital array has no analog devices; for "
               "analog weight levels use the 'weight_quantization' noise model)", [m.name for m in self.noise])

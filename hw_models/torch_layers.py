@@ -21,6 +21,15 @@ from hw_models.device import DeviceConfig
 from hw_models.tiles import make_tile
 
 
+def _to_tile(tile, t: torch.Tensor):
+    """A tensor as the tile takes it: itself for the torch engine, a numpy array otherwise."""
+    return t.detach() if getattr(tile, "tensors", False) else t.detach().numpy()
+
+
+def _from_tile(tile, a) -> torch.Tensor:
+    return a if getattr(tile, "tensors", False) else torch.from_numpy(a)
+
+
 class _TileMatmul(torch.autograd.Function):
     """y = x W^T on a tile; backward: dx = transposed MVM on the tile, dW = dy^T x (digital)."""
 
@@ -29,13 +38,13 @@ class _TileMatmul(torch.autograd.Function):
         ctx.save_for_backward(x)
         ctx.tile = tile
         ctx.weight_shape = weight.shape
-        return torch.from_numpy(tile.forward(x.detach().numpy()))
+        return _from_tile(tile, tile.forward(_to_tile(tile, x)))
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor):
         (x,) = ctx.saved_tensors
         dy = dy.contiguous()
-        dx = torch.from_numpy(ctx.tile.backward(dy.numpy())) if ctx.needs_input_grad[0] else None
+        dx = _from_tile(ctx.tile, ctx.tile.backward(_to_tile(ctx.tile, dy))) if ctx.needs_input_grad[0] else None
         dw = (dy.T @ x).view(ctx.weight_shape) if ctx.needs_input_grad[1] else None
         return dx, dw, None
 
@@ -65,14 +74,33 @@ class AnalogLinear(nn.Module):
     def write_to_device(self) -> None:
         """Write the optimizer's requested weights into the devices, keep what they now hold."""
         w = self.weight.reshape(self.weight.shape[0], -1)
-        w.copy_(torch.from_numpy(self.tile.write(w.numpy())))
+        w.copy_(_from_tile(self.tile, self.tile.write(_to_tile(self.tile, w))))
         self._synced = self.weight._version
+
+    @torch.no_grad()
+    def program_from_weight(self) -> None:
+        """Program the arrays afresh with the Parameter's values (new programming noise), and
+        let the Parameter hold what they now hold."""
+        self.tile.program(_to_tile(self.tile, self.weight.reshape(self.weight.shape[0], -1)))
+        self.sync_from_device()
 
     @torch.no_grad()
     def sync_from_device(self) -> None:
         """The Parameter := what the devices hold now."""
-        self.weight.copy_(torch.from_numpy(self.tile.weights()).view_as(self.weight))
+        self.weight.copy_(_from_tile(self.tile, self.tile.weights()).view_as(self.weight))
         self._synced = self.weight._version
+
+    def _apply(self, fn, *args, **kwargs):
+        """module.to(device) etc.: the tile follows the weight to its device — a torch-engine tile
+        moves its tensors; with hardware.engine = "auto" an array on the numba engine becomes a
+        torch-engine array when the module goes to a CUDA device (hw_models/torch_engine)."""
+        out = super()._apply(fn, *args, **kwargs)
+        dev = self.weight.device
+        if getattr(self.tile, "tensors", False):
+            self.tile.to(dev)
+        elif dev.type != "cpu":
+            self.tile = _torch_engine_tile(self.tile, dev)
+        return out
 
     def set_time(self, t_s: float) -> None:
         """Read the array t_s seconds after programming from now on (drift, frozen read noise); the
@@ -106,6 +134,23 @@ class AnalogConv2d(AnalogLinear):
         y = _TileMatmul.apply(flat.contiguous(), self.weight, self.tile)  # (N*L, O)
         y = y.view(n, ho * wo, -1).transpose(1, 2).reshape(n, -1, ho, wo)
         return y + self.bias.view(1, -1, 1, 1) if self.bias is not None else y
+
+
+def _torch_engine_tile(tile, dev: torch.device):
+    """The numba-engine array `tile` as a torch-engine array on dev (same devices, conductances,
+    ranges and time; new random streams seeded from the tile's Generator)."""
+    from common.errors import ConfigError
+    from hw_models.torch_engine import unsupported as why_not
+    from hw_models.torch_engine.tile import TorchTile
+    device = tile.device
+    if device.engine == "numba":
+        raise ConfigError(f"hardware.engine = 'numba' runs on the CPU only; a model on {dev} needs "
+                          "hardware.engine = 'torch' or 'auto'")
+    why = why_not(device)
+    if why:
+        raise ConfigError(f"a simulated array on {dev} runs on the torch engine, but {why}")
+    new = TorchTile.from_analog(tile, dev)
+    return new
 
 
 def unsupported(module: nn.Module) -> list[str]:

@@ -7,8 +7,14 @@ The Python API (onchip_ff/api.py; README "Python API"):
     program(model, preset)                                 a trained model on fresh arrays of a preset
     convert(module, preset), set_time(module, t_s)         any torch module's Linear/Conv2d on simulated arrays
     load_config(path, overrides)                           a validated Config
-The names load lazily: importing onchip_ff (or a submodule) imports neither torch nor numba.
+The names load lazily: importing onchip_ff (or a submodule) imports neither torch nor numba; it
+sets OMP_WAIT_POLICY=PASSIVE unless already set (common/threads.py), so that idle threads of the
+torch and numba loaded afterwards do not spin against other processes.
 """
+
+from common.threads import passive_threads
+
+passive_threads()
 
 __version__ = "0.1.0"
 

@@ -42,8 +42,7 @@ def deployed_learner(dep: config.Config, state: dict, input_shape, n_classes: in
     learner.load_state_dict(state)
     with torch.no_grad():
         for m in learner.analog_modules:
-            m.tile.program(m.weight.detach().reshape(m.weight.shape[0], -1).numpy())
-            m.sync_from_device()
+            m.program_from_weight()
     learner.eval()
     return learner
 

@@ -52,9 +52,15 @@ def check_device(cfg: Config) -> str:
     from common.errors import ConfigError
     device = cfg.train.device
     if device == "cuda":
-        if cfg.hardware.backend != "torch":
-            raise ConfigError("train.device = 'cuda' needs hardware.backend = 'torch' (the simulator "
-                              "runs its tiles in numpy/numba on the CPU); use train.device = 'cpu'")
+        if cfg.hardware.backend == "sim":
+            from hw_models.torch_engine import unsupported
+            if cfg.hardware.device.engine == "numba":
+                raise ConfigError("train.device = 'cuda' with hardware.engine = 'numba' (CPU kernels): set "
+                                  "hardware.engine = 'torch' or 'auto', or train.device = 'cpu'")
+            why = unsupported(cfg.hardware.device)
+            if why:
+                raise ConfigError(f"train.device = 'cuda' runs the simulator's torch engine, but {why}; "
+                                  "use train.device = 'cpu'")
         if not torch.cuda.is_available():
             raise ConfigError("train.device = 'cuda', but PyTorch sees no CUDA GPU here; use "
                               "train.device = 'cpu'")
@@ -156,7 +162,7 @@ def _check_finite(learner, epoch: int) -> None:
         if p.is_floating_point() and not torch.isfinite(p).all():
             raise DivergedError(f"non-finite values in {name} after epoch {epoch}; lower train.lr")
     for i, m in enumerate(getattr(learner, "analog_modules", [])):
-        if not np.isfinite(m.tile.weights()).all():
+        if not torch.isfinite(torch.as_tensor(m.tile.weights())).all():
             raise DivergedError(f"non-finite conductances in simulated array {i} after epoch {epoch}; "
                                 "lower train.lr")
 

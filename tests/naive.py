@@ -321,3 +321,132 @@ def naive_add_noise_clamped(g, sigma, xi):
     sum then clamp."""
     f32 = np.float32
     return np.maximum(np.asarray(g, f32) + np.asarray(sigma, f32) * np.asarray(xi, f32), f32(0))
+
+
+# ---- counter-based normals and uniforms (hw_models/kernels/normal.py) ------------------------
+def naive_ziggurat_tables(layers: int = 256, r: float = 3.6541528853610088, v: float = 0.00492867323399):
+    """Marsaglia & Tsang's zigset in Python floats: (ki as ints, wi, fi) lists."""
+    m = 2.0 ** 52
+    ki, wi, fi = [0] * layers, [0.0] * layers, [0.0] * layers
+    dn = tn = r
+    q = v / math.exp(-0.5 * dn * dn)
+    ki[0] = int((dn / q) * m)
+    wi[0], wi[-1] = q / m, dn / m
+    fi[0], fi[-1] = 1.0, math.exp(-0.5 * dn * dn)
+    for i in range(layers - 2, 0, -1):
+        dn = math.sqrt(-2.0 * math.log(v / dn + math.exp(-0.5 * dn * dn)))
+        ki[i + 1] = int((dn / tn) * m)
+        tn = dn
+        fi[i] = math.exp(-0.5 * dn * dn)
+        wi[i] = dn / m
+    return ki, wi, fi
+
+
+def _naive_mix(z: int) -> int:
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def naive_normal_at(key: int, index: int, tables) -> float:
+    """Twin of normal_at (bit-exact): the same ziggurat, one element at a time, Python ints."""
+    ki, wi, fi = tables
+    r_zig = 3.6541528853610088
+    r0 = _naive_mix((key + (index + 1) * 0x9E3779B97F4A7C15) & _M64)
+    draw = lambda j: _naive_mix((r0 + j * 0x9E3779B97F4A7C15) & _M64)  # noqa: E731
+    u53 = lambda r: (r >> 11) * 2.0 ** -53  # noqa: E731
+    r, j = r0, 0
+    while True:
+        layer, sign, rabs = r & 0xFF, (r >> 8) & 1, (r >> 9) & ((1 << 52) - 1)
+        x = float(rabs) * wi[layer]
+        x = -x if sign else x
+        if rabs < ki[layer]:
+            return x
+        if layer == 0:
+            while True:
+                xx = -math.log1p(-u53(draw(j + 1))) / r_zig
+                yy = -math.log1p(-u53(draw(j + 2)))
+                j += 2
+                if yy + yy > xx * xx:
+                    return -(r_zig + xx) if sign else r_zig + xx
+        if (fi[layer - 1] - fi[layer]) * u53(draw(j + 1)) + fi[layer] < math.exp(-0.5 * x * x):
+            return x
+        r, j = draw(j + 2), j + 2
+
+
+def naive_uniform32(key: int, n: int) -> np.ndarray:
+    """Twin of uniform32_at(key, i), i = 0..n-1 (bit-exact): the top 24 bits times 2**-24."""
+    return np.array([(_naive_mix((key + (i + 1) * 0x9E3779B97F4A7C15) & _M64) >> 40) * 2.0 ** -24
+                     for i in range(n)], np.float32)
+
+
+# ---- stochastic pulse trains (hw_models/kernels/pulse_train.py) -------------------------------
+# Bit-exact twin: python ints for the counter-based draws (normals: naive_normal_at above), python
+# floats (float64) elsewhere, one float32 rounding after every pulse as the kernel.
+def naive_uniform_at(key: int, index: int) -> float:
+    """Twin of quantize.uniform_at for one (key, index), in Python ints."""
+    z = (int(key) + (int(index) + 1) * 0x9E3779B97F4A7C15) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return float((z ^ (z >> 31)) >> 11) * 2.0 ** -53
+
+
+def naive_pulse_train_management(x_max, d_max, lr, dw, desired_bl, um, ublm):
+    """(BL, B, A) of one sample, following aihwkit's calculateBlAB + performUpdateManagement
+    (rpu_pulsed_meta_parameter.cpp:153-235) line by line, fixed_bl = True, um_grad_scale = 1."""
+    bl = desired_bl
+    a = b = math.sqrt(lr / (dw * bl)) if lr > 0 else 0.0
+    if lr <= 0 or x_max == 0 or d_max == 0:
+        return 0, b, a
+    um = um or ublm  # rpu_pulsed_meta_parameter.cpp:140
+    if um:
+        k = lr * x_max * d_max / dw
+        if ublm:
+            bl = min(math.ceil(k), desired_bl)
+            a = b = math.sqrt(lr / (dw * bl))
+        d_val = d_max * (desired_bl / k) if k > desired_bl else d_max
+        a = a * math.sqrt(x_max / d_val)
+        b = b * math.sqrt(d_val / x_max)
+    return bl, b, a
+
+
+def naive_pulse_train_update(g_plus, g_minus, x, d, lr, dw_min, steps_plus, steps_minus, gmin, std, key,
+                             desired_bl=31, um=True, ublm=True):
+    """Twin of pulse_train_update: sample by sample, the BL bits of every x and d stream as lists,
+    coincidences counted bit by bit, then pulse by pulse on G+ (direction s = -sign(x d)) and G-
+    (-s).  Returns (G+, G-, coincidences)."""
+    gp, gm = (np.array(g, np.float32).copy() for g in (g_plus, g_minus))
+    x, d = np.asarray(x, np.float32), np.asarray(d, np.float32)
+    n_out, n_in = gp.shape
+    if lr < 0:
+        d, lr = -d, -lr
+    key, f32, tables = int(key), lambda v: float(np.float32(v)), naive_ziggurat_tables()
+    per = [np.asarray(a, np.float32).ravel() for a in (*steps_plus, *steps_minus)]
+    at = lambda a, i: float(a[0] if a.size == 1 else a[i])  # noqa: E731
+    total = 0
+    for n in range(x.shape[0] if lr > 0 else 0):
+        x_max = max((abs(float(v)) for v in x[n]), default=0.0)
+        d_max = max((abs(float(v)) for v in d[n]), default=0.0)
+        bl, b, a = naive_pulse_train_management(x_max, d_max, lr, dw_min, desired_bl, um, ublm)
+        xb = [[naive_uniform_at(key, (0 << 60) | ((n * n_in + k) * 64 + t)) < abs(float(x[n, k])) * b
+               for t in range(bl)] for k in range(n_in)]
+        db = [[naive_uniform_at(key, (1 << 60) | ((n * n_out + m) * 64 + t)) < abs(float(d[n, m])) * a
+               for t in range(bl)] for m in range(n_out)]
+        for m in range(n_out):
+            for k in range(n_in):
+                c = sum(1 for t in range(bl) if xb[k][t] and db[m][t])
+                total += c
+                s = -1.0 if (x[n, k] > 0) == (d[n, m] > 0) else 1.0
+                i = m * n_in + k
+                for q, (g, sign) in enumerate(((gp, s), (gm, -s))):
+                    up, down, hi = (at(per[3 * q + r], i) for r in range(3))
+                    step = up if sign > 0 else down
+                    v = float(g[m, k])
+                    for j in range(c):
+                        e = 1.0
+                        if std > 0.0:
+                            idx = ((2 + q) << 60) | (((n * n_out + m) * n_in + k) * 64 + j)
+                            e = 1.0 + std * naive_normal_at(key, idx, tables)
+                        v = f32(min(max(v + sign * step * e, f32(gmin)), hi))
+                    g[m, k] = v
+    return gp, gm, total

@@ -134,14 +134,39 @@ def test_demo_writes_plot_summary_and_runs(tmp_path, capsys):
 def test_bench_writes_entries(tmp_path, monkeypatch):
     import experiments.bench as bench
     monkeypatch.setattr(bench, "LAYERS", (784, 16, 16, 16))
-    assert main(["bench", "--out", str(tmp_path), "--batch", "4", "--repeats", "1"]) == 0
+    assert main(["bench", "--out", str(tmp_path), "--batch", "4", "--repeats", "1", "--contention"]) == 0
     entries = json.loads((tmp_path / "bench.json").read_text())["entries"]
     names = {e["name"] for e in entries}
-    assert {"fixed8 MVM", "pcm noisy forward MVM", "DF train step sim/ideal", "DF train step sim/fixed8",
-            "DF train step sim/pcm", "pcm program + 1 day drift"} <= names
+    steps = {f"{m} train step sim/{p}" for m in ("DF", "BP") for p in bench.STEP_CONFIGS}
+    assert steps | {"fixed8 MVM", "pcm noisy forward MVM", "pcm inference forward, 1 day",
+                    "pcm program + 1 day drift"} <= names
+    contention = [e for e in entries if "slowdown" in e]
+    assert len(contention) == 1 + len(bench.STEP_CONFIGS)
     for e in entries:
+        if "slowdown" in e:
+            assert e["slowdown"] == e["shared_s"] / e["alone_s"] and e["met"] == (e["slowdown"] <= 2)
+            continue
         assert e["sim_s"] > 0
         if e["name"] == "pcm program + 1 day drift":  # no torch equivalent
             assert e["torch_s"] is None and e["ratio_to_torch"] is None
         else:
             assert e["torch_s"] > 0 and e["ratio_to_torch"] == e["sim_s"] / e["torch_s"]
+        if e["name"] in steps:
+            assert e["target"] == 2 and e["met"] == (e["ratio_to_torch"] <= 2)
+            assert ("pulses_per_step" in e) == ("pulsed" in e["name"])
+            if "pulses_per_step" in e:
+                assert e["pulses_per_step"] > 0 and e["max_pulses_per_device"] > 0
+    table = (tmp_path / "bench.md").read_text()
+    assert table.count("\n") == len(entries) + 2 and "DF train step sim/pulsed_constant" in table
+
+
+def test_bench_refuses_a_missing_aihwkit_interpreter(tmp_path, capsys):
+    assert main(["bench", "--out", str(tmp_path / "b"), "--aihwkit", str(tmp_path / "no-python")]) == 2
+    assert "no such interpreter" in capsys.readouterr().err
+
+
+def test_busy_loops_are_stopped():
+    import experiments.bench as bench
+    with bench.busy_loops(2) as procs:
+        assert len(procs) == 2 and all(p.poll() is None for p in procs)  # spinning
+    assert all(p.returncode is not None for p in procs)  # killed and reaped

@@ -116,16 +116,17 @@ def test_pipeline_cli_rejects_other_methods(tmp_path, capsys):
 
 
 @pytest.mark.jitfree
-def test_cuda_device_needs_the_torch_backend_and_a_gpu():
-    sim = config.load(None, SYNTHETIC + ["train.device=cuda", "hardware.backend=sim"])
-    with pytest.raises(ConfigError, match="hardware.backend = 'torch'"):
+def test_cuda_device_needs_a_gpu_and_the_simulator_its_torch_engine():
+    sim = config.load(None, SYNTHETIC + ["train.device=cuda", "hardware.backend=sim", "hardware.engine=numba"])
+    with pytest.raises(ConfigError, match="hardware.engine = 'numba'"):
         check_device(sim)
-    cuda = config.load(None, SYNTHETIC + ["train.device=cuda"])
-    if torch.cuda.is_available():
-        assert check_device(cuda) == "cuda"
-    else:
-        with pytest.raises(ConfigError, match="sees no CUDA GPU"):
-            check_device(cuda)
+    for extra in ([], ["hardware.backend=sim"]):  # the float reference; the simulator's torch engine
+        cuda = config.load(None, SYNTHETIC + ["train.device=cuda"] + extra)
+        if torch.cuda.is_available():
+            assert check_device(cuda) == "cuda"
+        else:
+            with pytest.raises(ConfigError, match="sees no CUDA GPU"):
+                check_device(cuda)
     assert check_device(config.load(None, SYNTHETIC)) == "cpu"
     with pytest.raises(ConfigError, match="train.device"):
         config.load(None, ["train.device=tpu"])

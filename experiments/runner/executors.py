@@ -21,13 +21,12 @@ from typing import Any
 
 from onchip_ff import __version__
 from common.errors import ConfigError
+from common.threads import PASSIVE_ENV
 
 PRELOAD = ["__main__", "experiments.runner.worker"]  # imported once, in the forkserver
-# Environment of the run processes. Idle OpenMP threads (torch's and numba's libgomp) spin by
-# default and steal the cores of the other runs: two 1-thread FF runs side by side on this 2-core
-# machine took 21.3 / 22.1 s each, 8.6 / 8.6 s with PASSIVE (measured). A value the user exported
-# wins.
-WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+# Environment of the run processes (common/threads.py: idle OpenMP threads wait passively); a value
+# the user exported wins.
+WORKER_ENV = PASSIVE_ENV
 PR_SET_PDEATHSIG = 1
 JOIN_S = 10.0
 

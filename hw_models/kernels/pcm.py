@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from hw_models.kernels._jit import njit_fixed_parallel, njit_inline, prange
+from hw_models.kernels.normal import FI, KI, WI, normal_at
 from hw_models.kernels.quantize import seed_key, uniform_at
 from hw_models.rng import standard_normal
 
@@ -72,24 +73,40 @@ def aihwkit_nu(g_abs_norm, xi, scale):
 
 
 # ---- program stage of the "pcm" noise model ----------------------------------------------------
+@njit_inline
+def program_one(gt, gm, coeffs, noise_scale, ref_gmax, xi_prog, nu_law, nu_scale, nu_mean, nu_std, xi_nu,
+                q_coeff, q_exponent, q_floor, q_max, do_prog, do_q):
+    """One device: (programmed conductance, drift exponent, 1/f amplitude) of target gt (float32)."""
+    nu = F32(0)
+    if nu_law == NU_AIHWKIT:
+        nu = aihwkit_nu(abs(gt) / gm, xi_nu, np.float64(nu_scale))
+    elif nu_law == NU_CONSTANT:
+        nu = max(nu_mean + nu_std * xi_nu, F32(0)) * nu_scale
+    g = gt
+    if do_prog:
+        sigma = max(horner(coeffs, gt / gm), F32(0)) * (noise_scale * gm / ref_gmax)
+        g = max(gt + sigma * xi_prog, F32(0))
+    q = F32(0)
+    if do_q:  # 1/f amplitude of the programmed conductance (aihwkit pcm.py:148)
+        q = one_over_f_amplitude(abs(g) / gm, q_coeff, q_exponent, q_floor, q_max)
+    return g, nu, q
+
+
 @njit_fixed_parallel
 def _program_kernel(g_target, gmax, coeffs, noise_scale, ref_gmax, xi_prog, nu_law, nu_scale, nu_mean,
                     nu_std, xi_nu, q_coeff, q_exponent, q_floor, q_max, do_prog, do_q, g_out, nu_out,
                     q_out):
+    draw_nu = nu_law != NU_NONE
     for i in prange(g_target.shape[0]):
-        gt = g_target[i]
-        gm = _at(gmax, i)
-        if nu_law == NU_AIHWKIT:
-            nu_out[i] = aihwkit_nu(abs(gt) / gm, xi_nu[i], np.float64(nu_scale))
-        elif nu_law == NU_CONSTANT:
-            nu_out[i] = max(nu_mean + nu_std * xi_nu[i], F32(0)) * nu_scale
-        g = gt
-        if do_prog:
-            sigma = max(horner(coeffs, gt / gm), F32(0)) * (noise_scale * gm / ref_gmax)
-            g = max(gt + sigma * xi_prog[i], F32(0))
+        g, nu, q = program_one(g_target[i], _at(gmax, i), coeffs, noise_scale, ref_gmax,
+                               xi_prog[i] if do_prog else F32(0), nu_law, nu_scale, nu_mean, nu_std,
+                               xi_nu[i] if draw_nu else F32(0), q_coeff, q_exponent, q_floor, q_max,
+                               do_prog, do_q)
         g_out[i] = g
-        if do_q:  # 1/f amplitude of the programmed conductance (aihwkit pcm.py:148)
-            q_out[i] = one_over_f_amplitude(abs(g) / gm, q_coeff, q_exponent, q_floor, q_max)
+        if draw_nu:
+            nu_out[i] = nu
+        if do_q:
+            q_out[i] = q
 
 
 def pcm_program(g_target_uS, gmax_uS, rng: np.random.Generator, *, prog_coeff_uS, prog_noise_scale,
@@ -172,3 +189,77 @@ def granular_targets(w_in: np.ndarray, w_max: np.ndarray, g_eff: np.ndarray, gra
                          changed, w_now)
     idx = np.flatnonzero(changed)
     return idx, w_new.reshape(-1)[idx], w_now
+
+
+# ---- fused re-programming of one-sided pairs -------------------------------------------------------
+@njit_fixed_parallel
+def _write_at_kernel(idx, w_norm, gmax, coeffs, noise_scale, ref_gmax, nu_law, nu_scale, nu_mean, nu_std,
+                     q_coeff, q_exponent, q_floor, q_max, do_prog, do_q, prog_keys, read_factor, read_keys,
+                     g_prog0, g_prog1, nu0, nu1, q0, q1, g_now0, g_now1, g_eff, inv, ki, wi, fi):
+    n = idx.shape[0]
+    draw_nu = nu_law != NU_NONE
+    prog_offset = n if draw_nu else 0
+    do_read = read_factor != F32(0)
+    zero = F32(0)
+    for j in prange(n):
+        i = idx[j]
+        w = w_norm[j]
+        g_read0 = zero
+        g_read1 = zero
+        for pol in range(2):
+            gt = max(w, zero) * gmax if pol == 0 else max(-w, zero) * gmax
+            key = prog_keys[pol] if (draw_nu or do_prog) else np.uint64(0)  # (no keys when nothing is drawn)
+            xi_nu = F32(normal_at(key, j, ki, wi, fi)) if draw_nu else zero
+            xi_prog = F32(normal_at(key, prog_offset + j, ki, wi, fi)) if do_prog else zero
+            g, nu, q = program_one(gt, gmax, coeffs, noise_scale, ref_gmax, xi_prog, nu_law, nu_scale,
+                                   nu_mean, nu_std, xi_nu, q_coeff, q_exponent, q_floor, q_max, do_prog,
+                                   do_q)
+            g_read = g
+            if do_read:  # frozen 1/f read noise at the array's time: max(g + |g| f q xi, 0)
+                sigma = abs(g) * read_factor
+                sigma = sigma * q
+                g_read = max(g + sigma * F32(normal_at(read_keys[pol], j, ki, wi, fi)), zero)
+            if pol == 0:
+                g_prog0[i] = g
+                if draw_nu:
+                    nu0[i] = nu
+                if do_q:
+                    q0[i] = q
+                if do_read:
+                    g_now0[i] = g_read
+                g_read0 = g_read
+            else:
+                g_prog1[i] = g
+                if draw_nu:
+                    nu1[i] = nu
+                if do_q:
+                    q1[i] = q
+                if do_read:
+                    g_now1[i] = g_read
+                g_read1 = g_read
+        g_eff[i] = (g_read0 - g_read1) * inv
+
+
+def pcm_write_at(idx: np.ndarray, w_norm: np.ndarray, gmax_uS: float, prog_keys, read_factor: float,
+                 read_keys, g_prog, nu, q, g_now, g_eff: np.ndarray, *, prog_coeff_uS, prog_noise_scale,
+                 prog_coeff_gmax_ref_uS, nu_law: int, nu_scale, nu_mean, nu_std, read_1f_coeff,
+                 read_1f_exponent, read_1f_max, q_floor, draw_q: bool) -> None:
+    """Re-program the one-sided pairs at flat indices idx (int64, ascending) to normalized targets
+    w_norm (float32) and read them out, in place, in one parallel pass: per pair, the targets
+    max(w, 0) gmax and max(-w, 0) gmax through the program stage (program_one, as pcm_program with
+    the normals of stream prog_keys[p]: nu's at j, the programming noise's at n + j, n = len(idx)
+    when nu is drawn), then the frozen read noise max(g + |g| read_factor q xi, 0) with xi normal j
+    of stream read_keys[p] (read_factor 0: none, and g_now is g_prog), then g_eff = (g+ - g-) / gmax.
+    g_prog, nu, q, g_now: pairs (polarity 0, 1) of flat float32 arrays of the whole array (nu / q
+    pairs of empty arrays when not drawn).  No drift (the array is read at its programming time).
+    Equal bit for bit to pcm_program + read-out + scatter of each polarity (tests/test_pcm_write.py)."""
+    read_factor = F32(read_factor)
+    empty = np.empty(0, np.uint64)
+    keys = lambda k: np.array([int(v) for v in k], np.uint64) if k is not None else empty  # noqa: E731
+    with np.errstate(over="ignore"):  # uint64 wrap-around of the hash is intended (matters without JIT)
+        _write_at_kernel(idx, w_norm, F32(gmax_uS), np.asarray(prog_coeff_uS, F32), F32(prog_noise_scale),
+                         F32(prog_coeff_gmax_ref_uS), nu_law, F32(nu_scale), F32(nu_mean), F32(nu_std),
+                         F32(read_1f_coeff), F32(read_1f_exponent), F32(q_floor), F32(read_1f_max),
+                         prog_noise_scale > 0, draw_q, keys(prog_keys), read_factor, keys(read_keys),
+                         g_prog[0], g_prog[1], nu[0], nu[1], q[0], q[1], g_now[0], g_now[1], g_eff,
+                         F32(1.0 / gmax_uS), KI, WI, FI)

@@ -21,6 +21,7 @@ import numpy as np
 
 from hw_models.noise.gaussian_base import AddMulGaussian
 from hw_models.noise.registry import register
+from hw_models.rng import standard_normal
 
 F32 = np.float32
 
@@ -46,7 +47,7 @@ class GaussianWeight(AddMulGaussian):
         g = np.array(g_target_uS, dtype=F32, copy=True)
         if self.silent:
             return g, {}
-        g += self.sigma_uS(g, gmax_uS) * rng.standard_normal(g.shape, dtype=F32)
+        g += self.sigma_uS(g, gmax_uS) * standard_normal(rng, g.size).reshape(g.shape)
         return g, {}
 
     def moments(self, stage, g_uS, gmax_uS, t_s=0.0, dg_uS=None):

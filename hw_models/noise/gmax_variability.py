@@ -27,6 +27,7 @@ from common.coerce import check
 from hw_models.noise.base import NoiseModel
 from hw_models.noise.registry import register
 from hw_models.noise.stats import rectified_normal
+from hw_models.rng import standard_normal
 
 F32 = np.float32
 GMAX_KEY = "gmax_uS"
@@ -56,7 +57,7 @@ class GmaxVariability(NoiseModel):
         if state is not None and GMAX_KEY in state:  # a re-write: the device keeps its gmax
             gmax_i = state[GMAX_KEY]
             return (g * (gmax_i / np.asarray(gmax_uS, F32))).astype(F32), {GMAX_KEY: gmax_i}
-        f = np.maximum(F32(1) + F32(self.sigma_rel) * rng.standard_normal(g.shape, dtype=F32), F32(0))
+        f = np.maximum(F32(1) + F32(self.sigma_rel) * standard_normal(rng, g.size).reshape(g.shape), F32(0))
         return g * f, {GMAX_KEY: (np.asarray(gmax_uS, F32) * f).astype(F32)}
 
     def moments(self, stage, g_uS, gmax_uS, t_s=0.0, dg_uS=None):

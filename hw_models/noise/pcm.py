@@ -173,6 +173,15 @@ class PCM(NoiseModel):
         law = folded_normal_exp if self.drift_law == "aihwkit" else rectified_normal_exp
         return law(c * self.drift_scale, mu, sd)
 
+    def kernel_args(self) -> dict:
+        """The model's parameters as the program kernels take them (kernels/pcm.py pcm_program,
+        pcm_write_at)."""
+        return dict(prog_coeff_uS=self.prog_coeff_uS, prog_noise_scale=self.prog_noise_scale,
+                    prog_coeff_gmax_ref_uS=self.prog_coeff_gmax_ref_uS, nu_law=self._nu_law,
+                    nu_scale=self.drift_scale, nu_mean=self.drift_nu_mean, nu_std=self.drift_nu_std,
+                    read_1f_coeff=self.read_1f_coeff, read_1f_exponent=self.read_1f_exponent,
+                    read_1f_max=self.read_1f_max, q_floor=G_POW_FLOOR, draw_q=self.read_noise_scale > 0)
+
     # ---- stages ---------------------------------------------------------------------------------
     @property
     def frozen_read(self) -> bool:
@@ -181,13 +190,7 @@ class PCM(NoiseModel):
     def program(self, g_target_uS, gmax_uS, rng, state=None):
         """One fused pass (hw_models/kernels/pcm.py) of the formulas above; draws nu's normals, then
         the programming noise's, float32, one per device each."""
-        g, nu, q = pcm_program(
-            g_target_uS, gmax_uS, rng, prog_coeff_uS=self.prog_coeff_uS,
-            prog_noise_scale=self.prog_noise_scale, prog_coeff_gmax_ref_uS=self.prog_coeff_gmax_ref_uS,
-            nu_law=self._nu_law, nu_scale=self.drift_scale, nu_mean=self.drift_nu_mean,
-            nu_std=self.drift_nu_std, read_1f_coeff=self.read_1f_coeff,
-            read_1f_exponent=self.read_1f_exponent, read_1f_max=self.read_1f_max, q_floor=G_POW_FLOOR,
-            draw_q=self.read_noise_scale > 0)
+        g, nu, q = pcm_program(g_target_uS, gmax_uS, rng, **self.kernel_args())
         state: dict[str, np.ndarray] = {}
         if q is not None:
             state[Q_KEY] = q

@@ -38,6 +38,25 @@ whenever the device starts within its bounds and every pulse moves in the reques
 (1 + dw_min_std*xi_k > 0, all k): a monotone train that reaches a bound stays there under per-pulse
 clipping, which is what the final clip gives.  They differ for a device starting outside its
 bounds and, with probability about n * Phi(-1/dw_min_std), when a pulse moves backwards.
+update_scheme = "pulse_train": aihwkit's stochastic pulse trains (Gokmen & Vlasov 2016; parameters
+training.py:25-117, defaults desired_bl = 31, update_management = update_bl_management = True,
+fixed_bl = True, pulse_type StochasticCompressed) for rank-N updates that come as (x, d):
+AnalogTile.outer_update(x, d, lr) -> tiles/update.py Pulsed.outer_update -> pulse_train_update.
+Each sample's x and d become BL-bit streams, each device pair gets one pulse per coincidence
+(kernel and formulas: hw_models/kernels/pulse_train.py), pulse by pulse with this model's
+per-device steps, cycle-to-cycle noise and per-pulse clipping (rpu_constantstep_device.cpp:27-55).
+update(g, dg) (a requested change, no x and d to make streams from: AnalogTile.update / write)
+keeps the pulse-count law above in either scheme.
+Reproduced from aihwkit: BL / A / B per sample with both managements, StochasticCompressed streams
+(fire iff |v| P > u, P >= 1 always fires), sample-by-sample application, coincidence sign
+-sign(x d), ConstantStep per-pulse steps, noise and clipping.  Not reproduced: fixed_bl = False,
+um_grad_scale != 1, probability resolution `res` / sto_round (aihwkit's default res = 0: none),
+d_sparsity, the other pulse types (Stochastic, MeanCount, DeterministicImplicit and their
+x_res_implicit / d_res_implicit), the CUDA bit-line maker, aihwkit's float32 management
+arithmetic (ours float64) and its RNG.  aihwkit's SingleRPUConfig device is one weight-domain
+device; here the pair (G+, G-) of the symmetric mapping takes one pulse each per coincidence in
+opposite directions (update.py's "half the change to each"), so its granularity is 2 dw_min_uS /
+gmax of w_max and both devices' noise adds.
 zero() is `enabled = False`: pulse quantization means no step size reproduces the ideal update
 np.clip(g + dg, 0, gmax) exactly, so "off" delegates every stage to the ideal device.
 """
@@ -50,13 +69,18 @@ from typing import ClassVar
 import numpy as np
 from scipy.special import ndtr
 
+from hw_models.kernels.pulse_train import MAX_BL, pulse_train_update
+from hw_models.kernels.normal import Stream
 from hw_models.kernels.pulsed import NEAREST_U, constant_step_update
-from common.coerce import check
+from hw_models.kernels.quantize import seed_key
+from common.coerce import check, choice
 from hw_models.noise.base import NoiseModel
 from hw_models.noise.registry import register
+from hw_models.rng import standard_normal
 
 F32 = np.float32
 ROUNDINGS = ("stochastic", "nearest")
+UPDATE_SCHEMES = ("pulse_count", "pulse_train")
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 
 
@@ -127,6 +151,12 @@ class PulsedConstant(NoiseModel):
     gmax_uS: float = 0.0  # upper conductance bound; 0 = the crossbar's gmax passed to the stages
     gmax_dtod: float = 0.3  # device-to-device relative std of the upper bound
     rounding: str = "stochastic"  # pulse count: "stochastic" (unbiased) or "nearest"
+    # outer_update(x, d, lr): "pulse_count" (update(-lr d^T x), the law above) or "pulse_train"
+    # (aihwkit's stochastic pulse trains; the fields below are aihwkit's UpdateParameters defaults)
+    update_scheme: str = "pulse_count"
+    desired_bl: int = 31  # pulse-train length; the maximum with update_bl_management (<= 64)
+    update_management: bool = True  # balance the x and d probabilities per sample
+    update_bl_management: bool = True  # BL = min(ceil(lr max|x| max|d| / dw), desired_bl); implies UM
 
     def __post_init__(self) -> None:
         p = f"hardware.{self.name}."
@@ -139,6 +169,12 @@ class PulsedConstant(NoiseModel):
         check(self.gmax_uS == 0 or self.gmax_uS > self.gmin_uS, p + "gmax_uS",
               f"0 (the crossbar's gmax) or > gmin_uS = {self.gmin_uS}", self.gmax_uS)
         check(self.rounding in ROUNDINGS, p + "rounding", "'stochastic' or 'nearest'", self.rounding)
+        choice(p + "update_scheme", self.update_scheme, UPDATE_SCHEMES)
+        check(isinstance(self.desired_bl, int) and not isinstance(self.desired_bl, bool)
+              and 1 <= self.desired_bl <= MAX_BL, p + "desired_bl", f"an integer in 1..{MAX_BL}",
+              self.desired_bl)
+        for f in ("update_management", "update_bl_management"):
+            check(isinstance(getattr(self, f), bool), p + f, "true or false", getattr(self, f))
 
     # ---- state keys (one namespace per model in the crossbar's shared state dict) -------------
     @property
@@ -163,12 +199,12 @@ class PulsedConstant(NoiseModel):
             return g, {k: state[k] for k in self._keys if k in state}
         state = {}
         if self.dw_min_dtod > 0 or self.up_down_dtod > 0:
-            gain = 1.0 + self.dw_min_dtod * rng.standard_normal(g.shape, dtype=F32)
-            r = self.up_down_dtod * rng.standard_normal(g.shape, dtype=F32)
+            gain = 1.0 + self.dw_min_dtod * standard_normal(rng, g.size).reshape(g.shape)
+            r = self.up_down_dtod * standard_normal(rng, g.size).reshape(g.shape)
             state[k_up] = (self.dw_min_uS * np.abs(gain + self.up_down + r)).astype(F32)
             state[k_down] = (self.dw_min_uS * np.abs(gain - self.up_down - r)).astype(F32)
         if self.gmax_dtod > 0:
-            hi = self._gmax(gmax_uS) * (1.0 + self.gmax_dtod * rng.standard_normal(g.shape, dtype=F32))
+            hi = self._gmax(gmax_uS) * (1.0 + self.gmax_dtod * standard_normal(rng, g.size).reshape(g.shape))
             state[k_max] = np.maximum(hi, self.gmin_uS).astype(F32)  # crossed bounds: device stuck
         return g, state
 
@@ -178,13 +214,31 @@ class PulsedConstant(NoiseModel):
         g = np.asarray(g_uS)
         k_up, k_down, k_max = self._keys
         up, down = self._nominal_steps()
-        u = (rng.random(g.size, dtype=F32) if self.rounding == "stochastic"
-             else np.full(1, NEAREST_U, F32))
-        xi = rng.standard_normal(g.size, dtype=F32) if self.dw_min_std > 0 else np.zeros(1, F32)
+        u = Stream(seed_key(rng)) if self.rounding == "stochastic" else np.full(1, NEAREST_U, F32)
+        xi = Stream(seed_key(rng)) if self.dw_min_std > 0 else np.zeros(1, F32)
         return constant_step_update(
             g, dg_uS, self.dw_min_uS, state.get(k_up, up), state.get(k_down, down), self.gmin_uS,
             state[k_max] if k_max in state else _per_device(self._gmax(gmax_uS), g.shape),
             self.dw_min_std, u, xi)
+
+    @property
+    def pulse_train(self) -> bool:
+        """True when outer_update(x, d, lr) takes aihwkit's stochastic pulse trains."""
+        return self.enabled and self.update_scheme == "pulse_train"
+
+    def pulse_train_update(self, g_pair_uS, states, x, d_uS, lr: float, gmax_uS,
+                           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
+        """Stochastic pulse-train update of differential pairs: g_pair_uS = (G+, G-) (M, K) with
+        their states, a batch x (N, K) and d_uS (N, M) such that the requested change of G+ is
+        -lr d_uS^T x and of G- its negative (the caller maps weights to per-device conductance).
+        One key from rng.  Returns (G+, G-, number of coincidences)."""
+        k_up, k_down, k_max = self._keys
+        up, down = self._nominal_steps()
+        steps = [(s.get(k_up, up), s.get(k_down, down), s[k_max] if k_max in s else self._gmax(gmax_uS))
+                 for s in states]
+        return pulse_train_update(g_pair_uS[0], g_pair_uS[1], x, d_uS, lr, self.dw_min_uS, steps[0],
+                                  steps[1], self.gmin_uS, self.dw_min_std, seed_key(rng), self.desired_bl,
+                                  self.update_management, self.update_bl_management)
 
     def moments(self, stage, g_uS, gmax_uS, t_s=0.0, dg_uS=None):
         """update: for a nominal device (no d-t-d; example() has none), with x = |dg| / dw_min_uS

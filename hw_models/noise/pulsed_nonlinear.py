@@ -46,6 +46,8 @@ from common.coerce import check
 from hw_models.noise.base import NoiseModel
 from hw_models.noise.pulsed_constant import ROUNDINGS, mixture_moments, pulse_count_law
 from hw_models.noise.registry import register
+from hw_models.kernels.normal import Stream
+from hw_models.kernels.quantize import seed_key
 
 F32 = np.float32
 # getParamA(NL) of formula.cpp:158-317 (A/Pmax) at NL = 2.4 and 4.88, the Ag:a-Si device
@@ -117,9 +119,8 @@ class PulsedNonlinear(NoiseModel):
             return super().update(g_uS, dg_uS, gmax_uS, state, rng)
         g = np.asarray(g_uS)
         gmax = np.asarray(self._gmax(gmax_uS), F32)
-        u = (rng.random(g.size, dtype=F32) if self.rounding == "stochastic"
-             else np.full(1, NEAREST_U, F32))
-        xi = rng.standard_normal(g.size, dtype=F32) if self.ctoc_std_pulses > 0 else np.zeros(1, F32)
+        u = Stream(seed_key(rng)) if self.rounding == "stochastic" else np.full(1, NEAREST_U, F32)
+        xi = Stream(seed_key(rng)) if self.ctoc_std_pulses > 0 else np.zeros(1, F32)
         return nonlinear_update(g, dg_uS, self.gmin_uS, gmax if gmax.size == 1 else
                                 np.broadcast_to(gmax, g.shape), self.p_max, self.A_ltp, self.A_ltd,
                                 self.ctoc_std_pulses, u, xi)

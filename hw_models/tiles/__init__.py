@@ -18,9 +18,11 @@ class Tile(Protocol):
     program(W) writes W; weights() is what the array holds; forward(x) ~ x W^T (N, in) -> (N, out)
     and backward(d) ~ d W (N, out) -> (N, in) through the array's periphery; update(dW) applies a
     requested change through the array's update model, write(W') moves towards W' and returns
-    weights(), outer_update(x, d, lr) = update(-lr d^T x); set_time(t_s) evaluates the array t_s
-    seconds after programming (drift; a no-op for digital storage); state() / load_state() save
-    and restore the array exactly, random streams included.  Same Generator seed, same results."""
+    weights(), outer_update(x, d, lr) = update(-lr d^T x) (a pulsed device with update_scheme =
+    "pulse_train" draws stochastic pulse trains from x and d instead: the same update in the mean);
+    set_time(t_s) evaluates the array t_s seconds after programming (drift; a no-op for digital
+    storage); state() / load_state() save and restore the array exactly, random streams included.
+    Same Generator seed, same results."""
 
     out_features: int
     in_features: int
@@ -48,7 +50,12 @@ class Tile(Protocol):
 
 
 def make_tile(weight: np.ndarray, device: DeviceConfig, rng: np.random.Generator) -> Tile:
-    """An array programmed with weight (out, in): DigitalTile if device.weight_bits > 0, else AnalogTile."""
+    """An array programmed with weight (out, in): with device.engine = "torch" a TorchTile on the
+    CPU (hw_models/torch_engine; torch_layers moves it with its module), else DigitalTile if
+    device.weight_bits > 0, else AnalogTile."""
+    if device.engine == "torch":
+        from hw_models.torch_engine.tile import TorchTile
+        return TorchTile(weight, device, rng)
     if device.digital:
         from hw_models.tiles.digital import DigitalTile
         return DigitalTile(weight, device, rng)

@@ -17,6 +17,7 @@ from hw_models.periphery import compensation_factor
 from hw_models.rng import NormalSource, generator_state, restore_generator
 from hw_models.tiles.chain import PeripheryChain
 from hw_models.tiles.mapping import WeightMapping
+from hw_models.tiles.pcm_write import fused_write
 from hw_models.tiles.readout import Subset, read_out, scatter
 from hw_models.tiles.update import update_policy
 
@@ -166,8 +167,12 @@ class AnalogTile:
         self.written()
 
     def outer_update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None:
-        """Rank-N update W <- W - lr * d^T x (SGD outer product of a batch)."""
-        self.update(-np.float32(lr) * (d.T @ x))  # (out, in)
+        """Rank-N update W <- W - lr * d^T x (SGD outer product of a batch x (N, in), d (N, out)):
+        update(-lr d^T x), or, for a pulsed device with update_scheme = "pulse_train", aihwkit's
+        stochastic pulse trains made from x and d (tiles/update.py)."""
+        self._check_clock()
+        self.policy.outer_update(self, x, d, lr)
+        self.written()
 
     def reprogram_all(self, w_norm: np.ndarray) -> None:
         """Re-write every pair to normalized targets w_norm; device properties persist."""
@@ -179,7 +184,7 @@ class AnalogTile:
         """Re-write the pairs selected by a boolean (M, K) mask or by flat C-order indices (in
         C order either way, so the same draws in the same order) to normalized targets w_norm,
         then refresh just them."""
-        if w_norm.size == 0:
+        if w_norm.size == 0 or fused_write(self, sel, w_norm):  # (pcm arrays: tiles/pcm_write.py)
             return
         written = []
         for i, target in enumerate(self.mapping.targets(w_norm)):

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from hw_models.kernels.readout import add_noise_clamped
+from hw_models.kernels.readout import add_noise_clamped, put_at
 from hw_models.rng import NormalSource
 
 
@@ -40,10 +40,12 @@ def gather(a: np.ndarray, sel: np.ndarray) -> np.ndarray:
 
 
 def scatter(a: np.ndarray, sel: np.ndarray, values: np.ndarray) -> None:
+    """a[sel] = values for a boolean mask, a.flat[sel] = values for ascending flat indices (on
+    all cores: kernels/readout.py put_at)."""
     if sel.dtype == np.bool_:  # a mask of most devices: faster than a put of as many indices
         a[sel] = values
     else:
-        np.put(a, sel, values)
+        put_at(a, sel, np.asarray(values, dtype=a.dtype))
 
 
 class Subset(Mapping):

@@ -11,7 +11,11 @@ conductance.  Ideal devices (no noise model, no compensation, exact writes) take
 write kernel.  Device properties (state) persist across writes.
 
 Pulsed (symmetric pairs): half of the conductance change to G+, the opposite half to G-, through
-the first noise model with an update stage (else exact, clipped to [0, gmax]).
+the first noise model with an update stage (else exact, clipped to [0, gmax]).  A rank-N update
+(x, d, lr) is update(-lr d^T x), except when that model takes stochastic pulse trains
+(pulsed_constant with update_scheme = "pulse_train", aihwkit's scheme): then x and the per-device
+conductance error d gmax / (2 w_max) of each output column go to its pulse_train_update, which
+fires one pulse at G+ and one opposite pulse at G- per coincidence of a row and a column stream.
 """
 
 from __future__ import annotations
@@ -43,6 +47,10 @@ class Reprogram:
             tile.reprogram_at(changed, w_norm[changed])
             return
         tile.reprogram_all(w_norm)
+
+    def outer_update(self, tile: AnalogTile, x: np.ndarray, d: np.ndarray, lr: float) -> None:
+        """W <- W - lr d^T x, as a requested change."""
+        self.update(tile, -np.float32(lr) * (d.T @ x))
 
     def write(self, tile: AnalogTile, w_target: np.ndarray) -> np.ndarray:
         d = tile.device
@@ -82,6 +90,23 @@ class Pulsed:
             for model in d.noise:
                 g = model.enforce(g, state)
             tile.g_prog[i] = g.astype(np.float32, copy=False)
+        tile.refresh()
+
+    def outer_update(self, tile: AnalogTile, x: np.ndarray, d: np.ndarray, lr: float) -> None:
+        """W <- W - lr d^T x: stochastic pulse trains when the update model takes them (module
+        docstring), else update(-lr d^T x)."""
+        dev = tile.device
+        model = next((m for m in dev.noise if "update" in m.stages), None)
+        if not getattr(model, "pulse_train", False):
+            self.update(tile, -np.float32(lr) * (d.T @ x))
+            return
+        d_uS = np.asarray(d, np.float32) * (np.float32(dev.gmax_uS / 2) / tile.w_max[:, 0])
+        g_plus, g_minus, _ = model.pulse_train_update(tile.g_prog, tile.states, x, d_uS, float(lr),
+                                                      dev.gmax_uS, tile.rng)
+        for i, g in enumerate((g_plus, g_minus)):
+            for m in dev.noise:
+                g = m.enforce(g, tile.states[i])
+            tile.g_prog[i] = np.ascontiguousarray(g, dtype=np.float32)
         tile.refresh()
 
     def write(self, tile: AnalogTile, w_target: np.ndarray) -> np.ndarray:
