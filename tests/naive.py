@@ -159,8 +159,9 @@ def naive_constant_pulse_train(g, n, sign, step, std, gmin, gmax, rng, clip_each
 def naive_nonlinear_update(g, dg, gmin, gmax, p_max, a_ltp, a_ltd, sigma_pulses, u, xi):
     """Twin of nonlinear_update, pulse by pulse, with NeuroSim's formulas verbatim
     (formula.cpp:82-89): g = B (1 - exp(-P/A)) + Gmin, B = (Gmax - Gmin)/(1 - exp(-Pmax/A)), the
-    depression curve being the same formula with A = -A_ltd.  Not bit-exact (exp/log instead of
-    expm1/log1p, P advanced one pulse at a time): compare within 1e-5 of the conductance range
+    depression curve being the same formula with A = -A_ltd.  Not bit-exact (the kernel steps the
+    curve in closed form, kernels/pulsed.py curve_step; here P is inverted with log, advanced one
+    pulse at a time and read back with exp): compare within 1e-5 of the conductance range
     (float32 resolution is ~6e-8 of it; the float64 formulas differ by ~1e-13 for A >= 1 pulse)."""
     import math
 
