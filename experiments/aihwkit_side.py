@@ -86,13 +86,22 @@ def layer_outputs(s: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return out.mean(axis=1), out.std(axis=1), alpha
 
 
-def main(argv: list[str]) -> int:
+def read_input(argv: list[str], script: str, out: str) -> dict | None:
+    """The settings of IN.npz given as argv = [IN.npz, OUT] (torch threads set from its `threads`,
+    default 1), or None after printing the usage of `script` when argv is not that."""
     if len(argv) != 2:
-        print("usage: python experiments/aihwkit_side.py IN.npz OUT.npz", file=sys.stderr)
-        return 2
+        print(f"usage: python experiments/{script} IN.npz {out}", file=sys.stderr)
+        return None
     with np.load(argv[0]) as f:
         s = {k: f[k] for k in f.files}
     torch.set_num_threads(int(s.get("threads", 1)))
+    return s
+
+
+def main(argv: list[str]) -> int:
+    s = read_input(argv, "aihwkit_side.py", "OUT.npz")
+    if s is None:
+        return 2
     t0 = time.perf_counter()
     dev_mean, dev_std = device_moments(s)
     t1 = time.perf_counter()

@@ -21,6 +21,7 @@ training steps take slow_repeats and no warm-up when that is 0):
                    PCMPresetDevice (ExpStep) with refresh every mini-batch)
   *_fwd_bwd        the step without the optimizer step (forward + backward only)
 OUT.json: {"aihwkit_version", "torch_threads", "parts": {name: {"median_s", "times_s"}}}.
+Reads IN.npz with aihwkit_side.read_input (the script's own folder is on sys.path).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from aihwkit.simulator.configs import InferenceRPUConfig, SingleRPUConfig
 from aihwkit.simulator.configs.devices import ConstantStepDevice
 from aihwkit.simulator.parameters.enums import BoundManagementType, NoiseManagementType
 from aihwkit.simulator.presets import PCMPreset
+from aihwkit_side import read_input  # run as a script: experiments/ is sys.path[0]
 
 
 def one_tile(rc):
@@ -102,12 +104,9 @@ def train_parts(name: str, rc, weight, x, d, lr: float, repeats: int) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python experiments/aihwkit_speed.py IN.npz OUT.json", file=sys.stderr)
+    s = read_input(argv, "aihwkit_speed.py", "OUT.json")
+    if s is None:
         return 2
-    with np.load(argv[0]) as f:
-        s = {k: f[k] for k in f.files}
-    torch.set_num_threads(int(s["threads"]))
     torch.manual_seed(0)
     weight, x, d = (torch.from_numpy(np.ascontiguousarray(s[k], np.float32)) for k in ("weight", "x", "d"))
     lr, repeats, slow = float(s["lr"]), int(s["repeats"]), int(s["slow_repeats"])

@@ -24,6 +24,8 @@ from hw_models.torch_engine.tile import TorchTile
 from test_noise_models import assert_moments
 
 GMAX = 25.0
+# every test that runs the engine runs on the CPU here and, where a GPU is present, on it too
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def _torch(name: str, **changes):
@@ -46,35 +48,39 @@ def test_scope_is_ideal_and_pcm_arrays():
     assert isinstance(make_tile(_weights(), _torch("pcm"), np.random.default_rng(0)), TorchTile)
 
 
-def test_ideal_arrays_compute_what_the_numba_engine_computes():
+@pytest.mark.parametrize("dev", DEVICES)
+def test_ideal_arrays_compute_what_the_numba_engine_computes(dev):
     w = _weights()
     x = np.random.default_rng(1).standard_normal((8, 300)).astype(np.float32)
     d = np.random.default_rng(2).standard_normal((8, 60)).astype(np.float32)
-    a, t = make_tile(w, preset("ideal"), np.random.default_rng(0)), make_tile(w, _torch("ideal"), np.random.default_rng(0))
-    np.testing.assert_allclose(t.weights().numpy(), a.weights(), rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(t.forward(x).numpy(), a.forward(x), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(t.backward(d).numpy(), a.backward(d), rtol=1e-5, atol=1e-6)
+    a = make_tile(w, preset("ideal"), np.random.default_rng(0))
+    t = TorchTile(w, _torch("ideal"), np.random.default_rng(0), dev)
+    cpu = lambda v: v.cpu().numpy()  # noqa: E731
+    np.testing.assert_allclose(cpu(t.weights()), a.weights(), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(cpu(t.forward(x)), a.forward(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cpu(t.backward(d)), a.backward(d), rtol=1e-5, atol=1e-6)
     delta = (np.random.default_rng(3).standard_normal(w.shape) * 1e-3).astype(np.float32)
     a.update(delta)
     t.update(delta)
-    np.testing.assert_allclose(t.weights().numpy(), a.weights(), rtol=1e-5, atol=1e-8)
-    np.testing.assert_allclose(t.write(w).numpy(), a.write(w), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(cpu(t.weights()), a.weights(), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(cpu(t.write(w)), a.write(w), rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.parametrize("dev", DEVICES)
 @pytest.mark.parametrize("g_norm", (0.05, 0.25, 1.0))
-def test_pcm_conductances_match_the_model_moments(g_norm):
+def test_pcm_conductances_match_the_model_moments(g_norm, dev):
     """10^6 devices programmed to g gmax, read at t0, 1 day and 1 year (drift, frozen read noise):
     sample moments within 3 standard errors of PCM.conductance_moments (as the numba engine's in
     tests/test_pcm_statistics.py)."""
     model = PCM()
-    gen = torch.Generator().manual_seed(int(g_norm * 1000))
-    target = torch.full((1_000_000,), g_norm * GMAX)
+    gen = torch.Generator(device=dev).manual_seed(int(g_norm * 1000))
+    target = torch.full((1_000_000,), g_norm * GMAX, device=dev)
     g_prog, state = tpcm.program(model, target, GMAX, gen)
     for t_s in (0.0, 86400.0, 3.1536e7):
         g, var = tpcm.read_out(model, g_prog, state, t_s, gen)
         assert var is None and float(g.min()) >= 0
         mean, std = model.conductance_moments(g_norm * GMAX, GMAX, t_s)
-        assert_moments(g.double().numpy() / GMAX, float(mean) / GMAX, float(std) / GMAX, f"torch G({t_s})/gmax at {g_norm}")
+        assert_moments(g.double().cpu().numpy() / GMAX, float(mean) / GMAX, float(std) / GMAX, f"torch G({t_s})/gmax at {g_norm}")
 
 
 def test_pcm_per_read_and_constant_law_moments():
@@ -100,8 +106,9 @@ def _two_sample_close(a: np.ndarray, b: np.ndarray, k: float):
     assert np.all(np.abs(a.var(0) - b.var(0)) <= k * np.hypot(var_se(a), var_se(b)) + 1e-9)
 
 
+@pytest.mark.parametrize("dev", DEVICES)
 @pytest.mark.parametrize("t_s", [0.0, 86400.0])
-def test_reads_of_the_same_array_agree_in_distribution(t_s):
+def test_reads_of_the_same_array_agree_in_distribution(t_s, dev):
     """The pcm preset (8-bit DAC/ADC, output noise, bound management, compensation) programmed once
     on the numba engine and copied to the torch engine: 2000 reads of the same inputs on each,
     every output's mean and variance agree (two-sample, k from Bonferroni over all outputs)."""
@@ -109,17 +116,17 @@ def test_reads_of_the_same_array_agree_in_distribution(t_s):
     x = np.abs(np.random.default_rng(1).standard_normal((4, 300))).astype(np.float32) * 3  # saturates some tiles
     a = make_tile(w, preset("pcm"), np.random.default_rng(0))
     a.set_time(t_s)
-    t = TorchTile.from_analog(a, "cpu")
+    t = TorchTile.from_analog(a, dev)
     assert t.compensation == a.compensation
     reads = 2000
     ya = np.stack([a.forward(x) for _ in range(reads)]).reshape(reads, -1).astype(np.float64)
-    yt = np.stack([t.forward(x).numpy() for _ in range(reads)]).reshape(reads, -1).astype(np.float64)
+    yt = np.stack([t.forward(x).cpu().numpy() for _ in range(reads)]).reshape(reads, -1).astype(np.float64)
     from scipy.stats import norm
     k = float(norm.isf(0.001 / (4 * ya.shape[1])))
     _two_sample_close(ya, yt, k)
     da = np.random.default_rng(2).standard_normal((4, 40)).astype(np.float32)
     ba = np.stack([a.backward(da) for _ in range(reads)]).reshape(reads, -1).astype(np.float64)
-    bt = np.stack([t.backward(da).numpy() for _ in range(reads)]).reshape(reads, -1).astype(np.float64)
+    bt = np.stack([t.backward(da).cpu().numpy() for _ in range(reads)]).reshape(reads, -1).astype(np.float64)
     _two_sample_close(ba, bt, float(norm.isf(0.001 / (4 * ba.shape[1]))))
 
 
@@ -197,3 +204,17 @@ def test_cuda_requests_are_checked_before_anything_runs():
         cfg = tiny_config("df", extra=["hardware.backend=sim", "hardware.preset=pcm", "train.device=cuda"])
         with pytest.raises(ConfigError, match="no CUDA GPU"):
             check_device(cfg)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (experiments/gpu_check.sh)")
+def test_training_on_cuda_runs_every_array_there():
+    """train.device = "cuda" with the sim backend: the learner's arrays become torch-engine arrays on
+    the GPU when it moves there, and DF on sim/pcm learns as on the CPU."""
+    from conftest import tiny_config
+    from onchip_ff.data import load_dataset
+    from onchip_ff.trainer import train
+    cfg = tiny_config("df", extra=["hardware.backend=sim", "hardware.preset=pcm", "train.device=cuda"])
+    result = train(cfg, load_dataset(cfg.data))
+    tiles = [m.tile for m in result.model.analog_modules]
+    assert tiles and all(isinstance(t, TorchTile) and t.g_eff.is_cuda for t in tiles)
+    assert result.metrics["test_accuracy"] > 0.5

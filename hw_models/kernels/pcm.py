@@ -195,7 +195,8 @@ def granular_targets(w_in: np.ndarray, w_max: np.ndarray, g_eff: np.ndarray, gra
 @njit_fixed_parallel
 def _write_at_kernel(idx, w_norm, gmax, coeffs, noise_scale, ref_gmax, nu_law, nu_scale, nu_mean, nu_std,
                      q_coeff, q_exponent, q_floor, q_max, do_prog, do_q, prog_keys, read_factor, read_keys,
-                     g_prog0, g_prog1, nu0, nu1, q0, q1, g_now0, g_now1, g_eff, inv, ki, wi, fi):
+                     g_prog, nu, q, g_now, g_eff, inv, ki, wi, fi):
+    """g_prog, nu, q, g_now: (polarity 0, polarity 1) tuples of flat arrays, written at idx."""
     n = idx.shape[0]
     draw_nu = nu_law != NU_NONE
     prog_offset = n if draw_nu else 0
@@ -204,40 +205,27 @@ def _write_at_kernel(idx, w_norm, gmax, coeffs, noise_scale, ref_gmax, nu_law, n
     for j in prange(n):
         i = idx[j]
         w = w_norm[j]
-        g_read0 = zero
-        g_read1 = zero
+        g_read = (zero, zero)
         for pol in range(2):
             gt = max(w, zero) * gmax if pol == 0 else max(-w, zero) * gmax
             key = prog_keys[pol] if (draw_nu or do_prog) else np.uint64(0)  # (no keys when nothing is drawn)
             xi_nu = F32(normal_at(key, j, ki, wi, fi)) if draw_nu else zero
             xi_prog = F32(normal_at(key, prog_offset + j, ki, wi, fi)) if do_prog else zero
-            g, nu, q = program_one(gt, gmax, coeffs, noise_scale, ref_gmax, xi_prog, nu_law, nu_scale,
-                                   nu_mean, nu_std, xi_nu, q_coeff, q_exponent, q_floor, q_max, do_prog,
-                                   do_q)
-            g_read = g
+            g, nu_j, q_j = program_one(gt, gmax, coeffs, noise_scale, ref_gmax, xi_prog, nu_law, nu_scale,
+                                       nu_mean, nu_std, xi_nu, q_coeff, q_exponent, q_floor, q_max, do_prog,
+                                       do_q)
+            g_prog[pol][i] = g
+            if draw_nu:
+                nu[pol][i] = nu_j
+            if do_q:
+                q[pol][i] = q_j
             if do_read:  # frozen 1/f read noise at the array's time: max(g + |g| f q xi, 0)
                 sigma = abs(g) * read_factor
-                sigma = sigma * q
-                g_read = max(g + sigma * F32(normal_at(read_keys[pol], j, ki, wi, fi)), zero)
-            if pol == 0:
-                g_prog0[i] = g
-                if draw_nu:
-                    nu0[i] = nu
-                if do_q:
-                    q0[i] = q
-                if do_read:
-                    g_now0[i] = g_read
-                g_read0 = g_read
-            else:
-                g_prog1[i] = g
-                if draw_nu:
-                    nu1[i] = nu
-                if do_q:
-                    q1[i] = q
-                if do_read:
-                    g_now1[i] = g_read
-                g_read1 = g_read
-        g_eff[i] = (g_read0 - g_read1) * inv
+                sigma = sigma * q_j
+                g = max(g + sigma * F32(normal_at(read_keys[pol], j, ki, wi, fi)), zero)
+                g_now[pol][i] = g
+            g_read = (g, g_read[1]) if pol == 0 else (g_read[0], g)
+        g_eff[i] = (g_read[0] - g_read[1]) * inv
 
 
 def pcm_write_at(idx: np.ndarray, w_norm: np.ndarray, gmax_uS: float, prog_keys, read_factor: float,
@@ -261,5 +249,4 @@ def pcm_write_at(idx: np.ndarray, w_norm: np.ndarray, gmax_uS: float, prog_keys,
                          F32(prog_coeff_gmax_ref_uS), nu_law, F32(nu_scale), F32(nu_mean), F32(nu_std),
                          F32(read_1f_coeff), F32(read_1f_exponent), F32(q_floor), F32(read_1f_max),
                          prog_noise_scale > 0, draw_q, keys(prog_keys), read_factor, keys(read_keys),
-                         g_prog[0], g_prog[1], nu[0], nu[1], q[0], q[1], g_now[0], g_now[1], g_eff,
-                         F32(1.0 / gmax_uS), KI, WI, FI)
+                         tuple(g_prog), tuple(nu), tuple(q), tuple(g_now), g_eff, F32(1.0 / gmax_uS), KI, WI, FI)
