@@ -51,14 +51,16 @@ class CheckpointedBackprop(Backprop):
 
 
 def build_memory_learner(cfg, method: str, input_shape, n_classes: int, generator: torch.Generator,
-                         checkpoint_every: int = 0, free_grads: bool = False):
+                         checkpoint_every: int = 0, free_grads: bool = True):
     """The learner of `method` ("bp_ckpt" = CheckpointedBackprop, segments of checkpoint_every
-    layers, 0 = round(sqrt(depth))), on the simulator when hardware.backend = "sim"; free_grads:
-    every optimizer step is followed by zero_grad(set_to_none=True)."""
+    layers, 0 = round(sqrt(depth))), on the simulator when hardware.backend = "sim"; free_grads
+    False: its optimizers keep their .grad between steps (methods/local_update.py KEEP_GRADS; the
+    learners free them after every step)."""
+    from onchip_ff.methods.local_update import KEEP_GRADS
     learner = _build(cfg, method, input_shape, n_classes, generator, checkpoint_every)
-    if free_grads:
+    if not free_grads:
         for opt in learner.optimizers:
-            opt.register_step_post_hook(lambda o, _args, _kwargs: o.zero_grad(set_to_none=True))
+            setattr(opt, KEEP_GRADS, True)
     return learner
 
 
@@ -258,7 +260,7 @@ def sim_buffers(learner) -> dict[str, int]:
 
 def measure(cfg, method: str, batch: int, steps: int = 2, checkpoint_every: int = 0,
             input_shape: tuple[int, ...] = (1, 28, 28), n_classes: int = 10, seed: int = 0,
-            act_itemsize: int = 0, with_cuda: bool = True, free_grads: bool = False) -> dict[str, object]:
+            act_itemsize: int = 0, with_cuda: bool = True, free_grads: bool = True) -> dict[str, object]:
     """Run `steps` training steps of random data of the given shape (memory depends on shapes
     only) and return the measured components (bytes), the profiler peak of the last step, the
     CUDA peak (or None) and, on the simulator, its buffers and tracemalloc peak."""

@@ -12,8 +12,9 @@ Components (bytes): weights (float32 parameters and buffers; with hardware.weigh
 matrices as integer codes of FixedPointFormat(weight_bits).dtype plus one float32 scale per
 output, biases/centroids/batch-norm float32), master_copy (float32 copy of those matrices kept
 next to the codes, 0 for float32), optimizer (SGD 0, momentum 1x, Adam 2x parameters + a float32
-step per tensor), gradients (float32 .grad held between steps: all parameters as the learners
-run, none with free_grads), inputs (the data batch and labels), activations (peak of live
+step per tensor), gradients (float32 .grad held between steps: none as the learners run —
+they free every optimizer's gradients after its step, so a layer-local learner holds one block's
+at a time, inside the step — all parameters with free_grads False, the learners' old way), inputs (the data batch and labels), activations (peak of live
 saved-for-backward bytes; with hardware.input_bits every saved float activation is stored as
 codes of FixedPointFormat(input_bits).dtype plus one float32 scale per row), workspace
 (everything else live at the peak: outputs not saved, activation gradients, kernel and optimizer
@@ -87,9 +88,10 @@ class MemorySpec:
     accumulate_goodness: bool = False  # DF-R
     feature_groups: int = 1  # DeeperForward: feature_norm groups (objective.feature_norm "group" = n_classes)
     intff_blocks: tuple[int, ...] = ()  # IntFF: layers per block, summing to the depth; () = 1 each
-    # False: the learners' zero_grad(set_to_none) before backward, so every .grad survives to the
-    # next step; True: .grad freed right after each optimizer step (one block's gradients at a time)
-    free_grads: bool = False
+    # True (the learners, onchip_ff/methods/local_update.py): .grad freed right after each optimizer
+    # step (one block's gradients at a time); False: every .grad survives to the next step (the
+    # learners before issue 20; optimizer.keep_grads)
+    free_grads: bool = True
     fmt: NumberFormat = field(default_factory=NumberFormat)
     ctx: Ctx = field(default_factory=Ctx)
 

@@ -28,7 +28,8 @@ def _value(row: dict) -> float:
 
 def plot_memory(rows: list[dict], path: Path) -> None:
     """One column per architecture: top, components at the largest batch and smallest depth
-    (float32, gradients kept, the most common optimizer); bottom, peak vs batch at that depth."""
+    (float32, gradients freed as the learners run — else kept —, the most common optimizer); bottom,
+    peak vs batch at that depth."""
     base = [r for r in rows if r["format"] == "float32"]
     archs = sorted({r["arch"] for r in base}) or ["mlp"]
     fig, axes = plt.subplots(2, len(archs), figsize=(6.5 * len(archs), 8), dpi=110, squeeze=False)
@@ -36,7 +37,7 @@ def plot_memory(rows: list[dict], path: Path) -> None:
         sel = [r for r in base if r["arch"] == arch]
         if not sel:
             continue
-        grads = "kept" if any(r["grads"] == "kept" for r in sel) else sel[0]["grads"]
+        grads = "freed" if any(r["grads"] == "freed" for r in sel) else sel[0]["grads"]
         sel = [r for r in sel if r["grads"] == grads]
         opts = [r["optimizer"] for r in sel]
         opt = max(set(opts), key=opts.count)

@@ -36,7 +36,7 @@ CSV_COLUMNS = ("method", "arch", "batch", "depth", "format", "optimizer", "compo
 EXAMPLE = "experiments/configs/memory_fmnist.toml"
 GRID_LISTS = ("method", "arch", "batch", "depth", "format", "optimizer")
 ARCH_KEYS = {"mlp_width": 1000, "cnn_channels": [32, 64, 128], "cnn_pool": 2, "cnn_pool_every": 1,
-             "grads": ["kept"]}  # optional; cnn_* also shape the ResNet (residual blocks)
+             "grads": ["freed"]}  # optional; cnn_* also shape the ResNet (residual blocks)
 N_CLASSES = 10  # Fashion-MNIST, as measured
 HOW = {"weights": "nbytes", "master_copy": "nbytes", "optimizer": "nbytes", "inputs": "nbytes",
        "gradients": "nbytes", "activations": "saved_tensors_hooks", "peak": "torch.profiler"}
@@ -54,7 +54,7 @@ class Point:
     width: int = 1000
     channels: tuple[int, ...] = (32, 64, 128)
     pool: int = 2
-    grads: str = "kept"  # "kept": .grad survives to the next step (the learners); "freed": after each step
+    grads: str = "freed"  # "freed": .grad freed after each step (the learners); "kept": to the next step
     pool_every: int = 1  # cnn, resnet: pool after every pool_every-th layer / block
     input_shape: tuple[int, ...] = (1, 28, 28)  # one sample, as [memory.data] gives it (default Fashion-MNIST)
     n_classes: int = 10

@@ -88,3 +88,11 @@ def assert_step_grads_are_local(learner, x, y,
             assert torch.allclose(recorded[name], grad, rtol=1e-5, atol=1e-7), name
             assert grad.abs().sum() > 0, name
     assert set(recorded) == {n for n, _ in learner.named_parameters()}
+
+
+def keep_grads(learner) -> None:
+    """Make the learner's optimizers keep their .grad after each step (the learners free them;
+    onchip_ff/methods/local_update.py KEEP_GRADS), so that a test can look at what a step computed."""
+    from onchip_ff.methods.local_update import KEEP_GRADS
+    for opt in learner.optimizers:
+        setattr(opt, KEEP_GRADS, True)

@@ -18,7 +18,7 @@ from onchip_ff.methods import build_learner
 from onchip_ff.trainer import train
 
 from learner_checks import (assert_same_seed_same_steps, assert_same_weights_and_scores, assert_step_grads_are_local,
-                            cli_trains_and_rejects, float_and_ideal_sim)
+                            cli_trains_and_rejects, float_and_ideal_sim, keep_grads)
 from conftest import SYNTHETIC
 from test_locality import _alive_graph_counts, _same, _snapshot
 
@@ -124,6 +124,7 @@ def test_gradients_equal_the_local_layer_loss_alone(arch):
 @pytest.mark.parametrize("norm", ["layer", "group"])
 def test_later_layer_leaves_earlier_layers_untouched(norm):
     learner, x, y = _learner("cnn", extra=[f"objective.feature_norm={norm}"])
+    keep_grads(learner)
     x1, _ = learner.train_layer(0, feature_norm(x), y)
     assert x1.requires_grad is False
     before = _snapshot(learner.layers[0])

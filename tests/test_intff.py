@@ -19,7 +19,7 @@ from onchip_ff.methods.intff import group_blocks
 from onchip_ff.trainer import train
 
 from learner_checks import (assert_same_seed_same_steps, assert_same_weights_and_scores, assert_step_grads_are_local,
-                            cli_trains_and_rejects, float_and_ideal_sim)
+                            cli_trains_and_rejects, float_and_ideal_sim, keep_grads)
 from conftest import SYNTHETIC
 from test_locality import _alive_graph_counts, _same, _snapshot
 
@@ -164,6 +164,7 @@ def test_gradients_equal_the_local_block_loss_alone(arch):
 
 def test_later_block_leaves_earlier_blocks_untouched():
     learner, x, y = _learner()
+    keep_grads(learner)
     h1, _ = learner.train_block(0, _stacked_input(learner, x, y), len(y))
     assert h1.requires_grad is False
     first = [learner.layers[i] for i in learner.blocks[0]]

@@ -12,7 +12,7 @@ from onchip_ff.objectives.distance_forward import npair_margin_loss
 from onchip_ff.methods import build_learner
 
 from conftest import tiny_config
-from learner_checks import assert_step_grads_are_local
+from learner_checks import assert_step_grads_are_local, keep_grads
 
 
 def _learner(method, arch="mlp", extra=()):
@@ -36,6 +36,7 @@ def _same(a, b):
 @pytest.mark.parametrize("extra", [[], ["objective.block_size=2"], ["objective.accumulate_goodness=true"]])
 def test_df_later_block_leaves_earlier_blocks_untouched(extra):
     learner, x, y = _learner("df", extra=extra)
+    keep_grads(learner)
     x1, g, _ = learner.train_block(0, x, y, None)
     first = [learner.layers[i] for i in learner.blocks[0]] + [learner.heads[0]]
     before = [_snapshot(m) for m in first]

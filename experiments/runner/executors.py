@@ -62,8 +62,16 @@ def _die_with_parent(parent_pid: int) -> None:
         pass
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _child(conn: Any, target: str, args: tuple, sweep_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep process's to handle
+    # cancel_all's SIGTERM: leave through Python's exit (finalizers release the process-shared
+    # semaphore numba's thread launch creates; a SIGKILLed run leaves it to the resource tracker,
+    # which warns about a "leaked semaphore" at the sweep's exit)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _die_with_parent(sweep_pid)
     try:
         result = call(target, args)
@@ -132,10 +140,14 @@ class LocalExecutor:
         return out
 
     def cancel_all(self) -> None:
+        """Stop every run in progress: SIGTERM (the worker exits cleanly), SIGKILL after JOIN_S."""
         for proc, conn in self.running.values():
-            proc.kill()
+            proc.terminate()
         for proc, conn in self.running.values():
-            proc.join()
+            proc.join(JOIN_S)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
             conn.close()
         self.running.clear()
 

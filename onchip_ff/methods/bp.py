@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from onchip_ff.methods.local_update import local_update
 from onchip_ff.methods.registry import Method, register
 from onchip_ff.network import build_layers, init_parameters, make_optimizer
 
@@ -41,12 +42,7 @@ class Backprop(nn.Module):
         return self.head(x.flatten(1))
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        loss = F.cross_entropy(self(x), y)
-        opt = self.optimizers[0]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return {"loss": loss.item()}
+        return {"loss": local_update(self.optimizers[0], F.cross_entropy(self(x), y))}
 
     @torch.no_grad()
     def scores(self, x: torch.Tensor) -> torch.Tensor:

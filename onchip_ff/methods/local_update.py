@@ -7,11 +7,20 @@ import torch
 from torch import nn
 
 
+# An optimizer with this attribute set to True keeps its parameters' .grad after its step (what
+# every learner did before: the memory study's grads "kept" variant, accountant/measure.py).
+KEEP_GRADS = "keep_grads"
+
+
 def local_update(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> float:
-    """Backward of one layer's (or block's) own loss and its optimizer step; returns the loss."""
+    """Backward of one layer's (or block's, or BP's whole network's) own loss and its optimizer
+    step, then its gradients freed (zero_grad(set_to_none=True)), so that a layer-local learner
+    holds one block's .grad at a time, never all of them between steps; returns the loss."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
+    if not getattr(optimizer, KEEP_GRADS, False):
+        optimizer.zero_grad(set_to_none=True)
     return loss.item()
 
 
