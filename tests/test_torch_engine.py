@@ -218,3 +218,25 @@ def test_training_on_cuda_runs_every_array_there():
     tiles = [m.tile for m in result.model.analog_modules]
     assert tiles and all(isinstance(t, TorchTile) and t.g_eff.is_cuda for t in tiles)
     assert result.metrics["test_accuracy"] > 0.5
+
+
+def test_a_checkpoint_of_torch_engine_arrays_resumes_bit_for_bit():
+    """learner_state -> torch.save -> torch.load(weights_only) -> restore_learner on a fresh learner:
+    the next training step is the same, bit for bit (torch generators' states included)."""
+    import io
+    from conftest import tiny_config
+    from onchip_ff.checkpoint import learner_state, restore_learner
+    from onchip_ff.data import load_dataset
+    from onchip_ff.methods import build_learner
+    cfg = tiny_config("df", extra=["hardware.backend=sim", "hardware.preset=pcm", "hardware.engine=torch"])
+    data = load_dataset(cfg.data)
+    x, y = torch.from_numpy(data.x_train[:50]), torch.from_numpy(data.y_train[:50])
+    a = build_learner(cfg, data.input_shape, data.n_classes, torch.Generator().manual_seed(0))
+    a.train_step(x, y)
+    buf = io.BytesIO()
+    torch.save(learner_state(a), buf)
+    buf.seek(0)
+    b = build_learner(cfg, data.input_shape, data.n_classes, torch.Generator().manual_seed(1))
+    restore_learner(b, torch.load(buf, weights_only=True))
+    assert a.train_step(x, y)["loss"] == b.train_step(x, y)["loss"]
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
