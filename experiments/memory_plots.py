@@ -55,15 +55,18 @@ def plot_memory(rows: list[dict], path: Path) -> None:
                 heights.append(max(sum(vals), 0.0))
             ax.bar(methods, heights, bottom=bottom, label=label, color=f"C{i}")
             bottom = [b + h for b, h in zip(bottom, heights)]
+        top = max(bottom, default=0.0)
         for j, m in enumerate(methods):
             peak = [_value(r) for r in sel if r["method"] == m and r["batch"] == batch
                     and r["depth"] == depth and r["component"] == "peak"]
             if peak:
                 ax.plot([j - 0.4, j + 0.4], [peak[0]] * 2, "k-", lw=1.5)
+                top = max(top, peak[0])
+        ax.set_ylim(0, top * 1.35 or 1.0)  # headroom above the bars for the legend
         ax.set_ylabel("MiB (measured; black line: peak)")
         ax.tick_params(axis="x", labelrotation=30 if len(methods) > 5 else 0)
         ax.set_title(f"{arch}, depth {depth}, batch {batch}, float32, {opt}, grads {grads}", fontsize=9)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, ncol=3, loc="upper center")
         ax = axes[1][col]
         for i, m in enumerate(LINES):
             pts = sorted(((r["batch"], r) for r in sel if r["method"] == m and r["depth"] == depth

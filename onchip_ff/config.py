@@ -35,7 +35,8 @@ class DataConfig:
     test_limit: int = 0  # use the first N test images; 0 = all
     synthetic_train: int = 2000  # synthetic: number of training samples
     synthetic_test: int = 500  # synthetic: number of test samples
-    synthetic_side_px: int = 8  # synthetic: images are 1 x side x side pixels
+    synthetic_side_px: int = 8  # synthetic: images are channels x side x side pixels
+    synthetic_channels: int = 1  # synthetic: color channels (1..4; 3 with side 32 = CIFAR-10's shape)
     synthetic_classes: int = 10  # synthetic: number of classes
     synthetic_noise: float = 0.35  # synthetic: std of the Gaussian pixel noise around each prototype
     synthetic_seed: int = 0  # synthetic: seed of the generator (data set identity)
@@ -63,6 +64,7 @@ class DataConfig:
         _check(self.synthetic_train >= 1, "data.synthetic_train", ">= 1", self.synthetic_train)
         _check(self.synthetic_test >= 1, "data.synthetic_test", ">= 1", self.synthetic_test)
         _check(4 <= self.synthetic_side_px <= 64, "data.synthetic_side_px", "4..64", self.synthetic_side_px)
+        _check(1 <= self.synthetic_channels <= 4, "data.synthetic_channels", "1..4", self.synthetic_channels)
         _check(2 <= self.synthetic_classes <= 100, "data.synthetic_classes", "2..100", self.synthetic_classes)
         _check(self.synthetic_noise >= 0, "data.synthetic_noise", ">= 0", self.synthetic_noise)
         _choice("data.corruption", self.corruption, ("none", "intff_mix"))

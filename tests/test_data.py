@@ -5,7 +5,7 @@ import pytest
 
 from onchip_ff import config
 from onchip_ff.data import load_dataset, load_fashion_mnist_raw, make_synthetic, read_idx
-from common.errors import DataError
+from common.errors import ConfigError, DataError
 
 from conftest import HAVE_FMNIST, write_idx
 
@@ -77,6 +77,20 @@ def test_synthetic_is_deterministic_by_seed():
     assert all(np.array_equal(a[s][i], b[s][i]) for s in a for i in range(2))
     assert not np.array_equal(a["train"][0], c["train"][0])
     assert a["train"][0].shape == (50, 8, 8) and set(np.unique(a["train"][1])) <= set(range(10))
+
+
+def test_synthetic_color_images_have_channels_and_each_channel_its_own_prototype():
+    a = make_synthetic(40, 10, 32, 10, 0.0, seed=1, channels=3)
+    x, y = a["train"]
+    assert x.shape == (40, 3, 32, 32) and x.dtype == np.float32
+    same_class = x[y == y[0]]
+    assert np.array_equal(same_class[0], same_class[-1])  # noise 0: the class prototype itself
+    assert not np.array_equal(x[0, 0], x[0, 1])  # channels differ
+    cfg = config.load(None, ["data.name=synthetic", "data.synthetic_side_px=32", "data.synthetic_channels=3",
+                             "data.synthetic_train=20", "data.synthetic_test=10"])
+    assert load_dataset(cfg.data).input_shape == (3, 32, 32)
+    with pytest.raises(ConfigError, match="data.synthetic_channels"):
+        config.load(None, ["data.synthetic_channels=5"])
 
 
 @pytest.mark.skipif(not HAVE_FMNIST, reason="dataset-fashion-mnist not installed")
