@@ -67,6 +67,24 @@ def test_shipped_config_covers_batch_and_depth():
     assert {p.grads for p in points} == {"kept", "freed"}
 
 
+def test_cifar_scale_config_is_the_documented_study():
+    """README "CIFAR-10-sized networks": 3x32x32 inputs, VGG- and ResNet-like depth 8, batch 32-256,
+    three optimizers, DF / DF-O / BP / BP-ckpt, gradients freed: 72 points; predictions for one."""
+    from accountant.memory import predict
+    settings, formats, points = load_memory_config(ROOT / "experiments" / "configs" / "memory_cifar_scale.toml")
+    assert len(points) == 72 and {p.input_shape for p in points} == {(3, 32, 32)}
+    assert {p.kind for p in points} == {"cnn", "resnet"} and {p.depth for p in points} == {8}
+    assert {p.batch for p in points} == {32, 128, 256} and {p.grads for p in points} == {"freed"}
+    assert {p.optimizer for p in points} == {"sgd", "momentum", "adam"}
+    assert {p.method for p in points} == {"df", "dfo", "bp", "bp_ckpt"}
+    assert not any(p.shrinks(p.depth) for p in points)
+    from experiments.memory_report import point_config
+    from accountant.memory import spec_from_config
+    p = next(p for p in points if p.method == "df" and p.kind == "cnn" and p.batch == 32)
+    cfg = point_config(p, settings, formats[p.format])
+    assert predict(spec_from_config(cfg, batch=32, method="df", input_shape=(3, 32, 32))).peak_bytes > 0
+
+
 def test_memory_command_writes_csv_png_and_ratios(tmp_path, capsys):
     cfg = tmp_path / "mem.toml"
     cfg.write_text(TINY)
