@@ -7,7 +7,10 @@ always holds the device's weights: after each optimizer step the requested chang
 through the device's update model and the Parameter is overwritten with what the devices hold, so
 the next forward sees the device, not a hidden float copy.  Bias and the weight gradient
 (d^T x outer products) are digital periphery in float32; the input gradient is a transposed MVM
-through the same tiles.
+through the same tiles.  Exception: an array whose pulsed devices take aihwkit's stochastic pulse
+trains (pulsed_constant with update_scheme = "pulse_train"), stepped by plain SGD (no momentum, no
+weight decay): its step is the rank-N pulse-train update from the layer's last (x, d) —
+tile.outer_update(x, d, lr), aihwkit's AnalogSGD — not a write of the requested weights.
 """
 
 from __future__ import annotations
@@ -30,13 +33,35 @@ def _from_tile(tile, a) -> torch.Tensor:
     return a if getattr(tile, "tensors", False) else torch.from_numpy(a)
 
 
+def takes_pulse_trains(tile) -> bool:
+    """Whether the array's update model fires aihwkit's stochastic pulse trains from (x, d)."""
+    device = getattr(tile, "device", None)
+    model = next((m for m in getattr(device, "noise", ()) if "update" in m.stages), None)
+    return bool(getattr(model, "pulse_train", False))
+
+
+def _plain_sgd_lr(optimizer, param) -> float | None:
+    """The lr of param's group when it is plain SGD (no momentum, dampening, weight decay,
+    Nesterov), else None."""
+    if type(optimizer) is not torch.optim.SGD:
+        return None
+    for group in optimizer.param_groups:
+        if any(p is param for p in group["params"]):
+            if group["momentum"] or group["weight_decay"] or group.get("nesterov"):
+                return None
+            return float(group["lr"])
+    return None
+
+
 class _TileMatmul(torch.autograd.Function):
-    """y = x W^T on a tile; backward: dx = transposed MVM on the tile, dW = dy^T x (digital)."""
+    """y = x W^T on a tile; backward: dx = transposed MVM on the tile, dW = dy^T x (digital); a
+    module whose array takes pulse trains also keeps (x, dy) for its step."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, tile) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, module) -> torch.Tensor:
+        tile = module.tile
         ctx.save_for_backward(x)
-        ctx.tile = tile
+        ctx.tile, ctx.module = tile, module
         ctx.weight_shape = weight.shape
         return _from_tile(tile, tile.forward(_to_tile(tile, x)))
 
@@ -44,6 +69,10 @@ class _TileMatmul(torch.autograd.Function):
     def backward(ctx, dy: torch.Tensor):
         (x,) = ctx.saved_tensors
         dy = dy.contiguous()
+        if ctx.module.pulse_trains:  # every use of the layer in this step (FF: positive and negative passes)
+            prev = ctx.module.pending
+            pair = (x.detach(), dy.detach())
+            ctx.module.pending = pair if prev is None else tuple(torch.cat(t) for t in zip(prev, pair))
         dx = _from_tile(ctx.tile, ctx.tile.backward(_to_tile(ctx.tile, dy))) if ctx.needs_input_grad[0] else None
         dw = (dy.T @ x).view(ctx.weight_shape) if ctx.needs_input_grad[1] else None
         return dx, dw, None
@@ -57,11 +86,12 @@ class AnalogLinear(nn.Module):
         self.weight = linear.weight
         self.bias = linear.bias
         self.tile = make_tile(self.weight.detach().numpy(), device, rng)
+        self.pulse_trains, self.pending = takes_pulse_trains(self.tile), None
         self.sync_from_device()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._write_if_changed()
-        y = _TileMatmul.apply(x.contiguous(), self.weight, self.tile)
+        y = _TileMatmul.apply(x.contiguous(), self.weight, self)
         return y + self.bias if self.bias is not None else y
 
     def _write_if_changed(self) -> None:
@@ -71,8 +101,17 @@ class AnalogLinear(nn.Module):
             self.write_to_device()
 
     @torch.no_grad()
-    def write_to_device(self) -> None:
-        """Write the optimizer's requested weights into the devices, keep what they now hold."""
+    def write_to_device(self, optimizer=None) -> None:
+        """After an optimizer step: write the requested weights into the devices and keep what they
+        now hold; or, for an array that takes pulse trains stepped by plain SGD, apply the
+        pulse-train update of the layer's last (x, d) at the group's lr instead."""
+        pending, self.pending = self.pending, None
+        lr = _plain_sgd_lr(optimizer, self.weight) if pending is not None and optimizer is not None else None
+        if lr is not None:
+            x, dy = pending
+            self.tile.outer_update(_to_tile(self.tile, x), _to_tile(self.tile, dy), lr)
+            self.sync_from_device()
+            return
         w = self.weight.reshape(self.weight.shape[0], -1)
         w.copy_(_from_tile(self.tile, self.tile.write(_to_tile(self.tile, w))))
         self._synced = self.weight._version
@@ -122,6 +161,7 @@ class AnalogConv2d(AnalogLinear):
         self.bias = conv.bias
         self.kernel_size, self.padding, self.stride = conv.kernel_size, conv.padding, conv.stride
         self.tile = make_tile(self.weight.detach().reshape(self.weight.shape[0], -1).numpy(), device, rng)
+        self.pulse_trains, self.pending = takes_pulse_trains(self.tile), None
         self.sync_from_device()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -131,7 +171,7 @@ class AnalogConv2d(AnalogLinear):
         ho = (h + 2 * self.padding[0] - self.kernel_size[0]) // self.stride[0] + 1
         wo = (w + 2 * self.padding[1] - self.kernel_size[1]) // self.stride[1] + 1
         flat = cols.transpose(1, 2).reshape(-1, cols.shape[1])
-        y = _TileMatmul.apply(flat.contiguous(), self.weight, self.tile)  # (N*L, O)
+        y = _TileMatmul.apply(flat.contiguous(), self.weight, self)  # (N*L, O)
         y = y.view(n, ho * wo, -1).transpose(1, 2).reshape(n, -1, ho, wo)
         return y + self.bias.view(1, -1, 1, 1) if self.bias is not None else y
 
@@ -202,5 +242,5 @@ def attach_simulator(learner: nn.Module, device: DeviceConfig, seed: int) -> lis
     by_param = {id(m.weight): m for m in analog}
     for opt in learner.optimizers:
         mods = [by_param[id(p)] for g in opt.param_groups for p in g["params"] if id(p) in by_param]
-        opt.register_step_post_hook(lambda _opt, _a, _k, mods=mods: [m.write_to_device() for m in mods])
+        opt.register_step_post_hook(lambda _opt, _a, _k, mods=mods: [m.write_to_device(_opt) for m in mods])
     return analog

@@ -209,3 +209,27 @@ def test_config_errors_name_the_field(field, value, rule):
     with pytest.raises(ConfigError) as e:
         PulsedConstant(**{field: value})
     assert str(e.value) == f"hardware.pulsed_constant.{field} must be {rule}, got {value!r}"
+
+
+def test_sgd_training_on_pulse_train_arrays_steps_by_pulse_trains(monkeypatch):
+    """A learner on pulsed_constant arrays with update_scheme = "pulse_train", stepped by plain SGD:
+    every layer's step is the pulse-train update of its (x, d) (AnalogTile.outer_update, never a
+    write), and DF still learns; with Adam the arrays take the requested writes (pulse counts)."""
+    from conftest import tiny_config
+    from onchip_ff.data import load_dataset
+    from onchip_ff.trainer import train
+    from hw_models.tiles.analog import AnalogTile
+    calls = {"outer": 0, "write": 0}
+    outer, write = AnalogTile.outer_update, AnalogTile.write
+    monkeypatch.setattr(AnalogTile, "outer_update", lambda t, *a: calls.__setitem__("outer", calls["outer"] + 1) or outer(t, *a))
+    monkeypatch.setattr(AnalogTile, "write", lambda t, *a: calls.__setitem__("write", calls["write"] + 1) or write(t, *a))
+    hw = ["hardware.backend=sim", "hardware.preset=reram_pulsed", 'hardware.noise=["pulsed_constant"]',
+          'hardware.pulsed_constant.update_scheme="pulse_train"', "hardware.pulsed_constant.dw_min_uS=0.01"]
+    cfg = tiny_config("df", extra=hw + ["train.optimizer=sgd", "train.lr=0.05"])
+    acc = train(cfg, load_dataset(cfg.data)).metrics["test_accuracy"]
+    assert calls["outer"] > 0 and calls["write"] == 0
+    assert acc > 0.5, acc
+    calls.update(outer=0, write=0)
+    cfg = tiny_config("df", extra=hw + ["train.optimizer=adam"], epochs=1)
+    train(cfg, load_dataset(cfg.data))
+    assert calls["outer"] == 0 and calls["write"] > 0
