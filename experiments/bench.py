@@ -134,8 +134,7 @@ class PulseCounter:
         real = update.Pulsed.update
 
         def counted(policy, tile, delta_w):
-            model = next((m for m in tile.device.noise if "update" in m.stages), None)
-            step = pulse_step_uS(model, tile.device.gmax_uS)
+            step = pulse_step_uS(update.update_model(tile.device), tile.device.gmax_uS)
             if step:
                 half = np.abs(np.asarray(delta_w, np.float32) / tile.w_max) * np.float32(tile.device.gmax_uS / 2 / step)
                 self.pulses += 2.0 * float(half.sum(dtype=np.float64))

@@ -22,6 +22,7 @@ from torch import nn
 
 from hw_models.device import DeviceConfig
 from hw_models.tiles import make_tile
+from hw_models.tiles.update import takes_pulse_trains
 
 
 def _to_tile(tile, t: torch.Tensor):
@@ -31,13 +32,6 @@ def _to_tile(tile, t: torch.Tensor):
 
 def _from_tile(tile, a) -> torch.Tensor:
     return a if getattr(tile, "tensors", False) else torch.from_numpy(a)
-
-
-def takes_pulse_trains(tile) -> bool:
-    """Whether the array's update model fires aihwkit's stochastic pulse trains from (x, d)."""
-    device = getattr(tile, "device", None)
-    model = next((m for m in getattr(device, "noise", ()) if "update" in m.stages), None)
-    return bool(getattr(model, "pulse_train", False))
 
 
 def _plain_sgd_lr(optimizer, param) -> float | None:
@@ -61,7 +55,7 @@ class _TileMatmul(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, module) -> torch.Tensor:
         tile = module.tile
         ctx.save_for_backward(x)
-        ctx.tile, ctx.module = tile, module
+        ctx.module = module
         ctx.weight_shape = weight.shape
         return _from_tile(tile, tile.forward(_to_tile(tile, x)))
 
@@ -69,11 +63,12 @@ class _TileMatmul(torch.autograd.Function):
     def backward(ctx, dy: torch.Tensor):
         (x,) = ctx.saved_tensors
         dy = dy.contiguous()
-        if ctx.module.pulse_trains:  # every use of the layer in this step (FF: positive and negative passes)
-            prev = ctx.module.pending
+        module, tile = ctx.module, ctx.module.tile
+        if takes_pulse_trains(tile.device):  # every use of the layer in this step (FF: positive and negative passes)
+            prev = module.pending
             pair = (x.detach(), dy.detach())
-            ctx.module.pending = pair if prev is None else tuple(torch.cat(t) for t in zip(prev, pair))
-        dx = _from_tile(ctx.tile, ctx.tile.backward(_to_tile(ctx.tile, dy))) if ctx.needs_input_grad[0] else None
+            module.pending = pair if prev is None else tuple(torch.cat(t) for t in zip(prev, pair))
+        dx = _from_tile(tile, tile.backward(_to_tile(tile, dy))) if ctx.needs_input_grad[0] else None
         dw = (dy.T @ x).view(ctx.weight_shape) if ctx.needs_input_grad[1] else None
         return dx, dw, None
 
@@ -81,12 +76,13 @@ class _TileMatmul(torch.autograd.Function):
 class AnalogLinear(nn.Module):
     """nn.Linear on a simulated array: y = x W^T through the tile (+ a digital bias)."""
 
+    pending: tuple[torch.Tensor, torch.Tensor] | None = None  # pulse-train arrays: this step's (x, dy)
+
     def __init__(self, linear: nn.Linear, device: DeviceConfig, rng: np.random.Generator) -> None:
         super().__init__()
         self.weight = linear.weight
         self.bias = linear.bias
         self.tile = make_tile(self.weight.detach().numpy(), device, rng)
-        self.pulse_trains, self.pending = takes_pulse_trains(self.tile), None
         self.sync_from_device()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -161,7 +157,6 @@ class AnalogConv2d(AnalogLinear):
         self.bias = conv.bias
         self.kernel_size, self.padding, self.stride = conv.kernel_size, conv.padding, conv.stride
         self.tile = make_tile(self.weight.detach().reshape(self.weight.shape[0], -1).numpy(), device, rng)
-        self.pulse_trains, self.pending = takes_pulse_trains(self.tile), None
         self.sync_from_device()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -189,8 +184,7 @@ def _torch_engine_tile(tile, dev: torch.device):
     why = why_not(device)
     if why:
         raise ConfigError(f"a simulated array on {dev} runs on the torch engine, but {why}")
-    new = TorchTile.from_analog(tile, dev)
-    return new
+    return TorchTile.from_analog(tile, dev)
 
 
 def unsupported(module: nn.Module) -> list[str]:

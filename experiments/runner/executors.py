@@ -21,7 +21,7 @@ from typing import Any
 
 from onchip_ff import __version__
 from common.errors import ConfigError
-from common.threads import PASSIVE_ENV
+from common.threads import PASSIVE_ENV, passive_threads
 
 PRELOAD = ["__main__", "experiments.runner.worker"]  # imported once, in the forkserver
 # Environment of the run processes (common/threads.py: idle OpenMP threads wait passively); a value
@@ -96,8 +96,7 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self) -> None:
-        for key, value in WORKER_ENV.items():  # inherited by the forkserver, read by libgomp at load
-            os.environ.setdefault(key, value)
+        passive_threads()  # WORKER_ENV, inherited by the forkserver, read by libgomp at load
         method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
         self.ctx = mp.get_context(method)
         if method == "forkserver":

@@ -31,7 +31,23 @@ if TYPE_CHECKING:
     from hw_models.tiles.analog import AnalogTile
 
 
-class Reprogram:
+def update_model(device):
+    """The first noise model of the device's chain with an update stage (None: exact updates)."""
+    return next((m for m in device.noise if "update" in m.stages), None)
+
+
+def takes_pulse_trains(device) -> bool:
+    """Whether the device's update model fires aihwkit's stochastic pulse trains from (x, d)."""
+    return bool(getattr(update_model(device), "pulse_train", False))
+
+
+class _Policy:
+    def outer_update(self, tile: AnalogTile, x: np.ndarray, d: np.ndarray, lr: float) -> None:
+        """W <- W - lr d^T x, as a requested change."""
+        self.update(tile, -np.float32(lr) * (d.T @ x))
+
+
+class Reprogram(_Policy):
     """Writes re-program the pairs they change (one-sided pairs)."""
 
     def update(self, tile: AnalogTile, delta_w: np.ndarray) -> None:
@@ -47,10 +63,6 @@ class Reprogram:
             tile.reprogram_at(changed, w_norm[changed])
             return
         tile.reprogram_all(w_norm)
-
-    def outer_update(self, tile: AnalogTile, x: np.ndarray, d: np.ndarray, lr: float) -> None:
-        """W <- W - lr d^T x, as a requested change."""
-        self.update(tile, -np.float32(lr) * (d.T @ x))
 
     def write(self, tile: AnalogTile, w_target: np.ndarray) -> np.ndarray:
         d = tile.device
@@ -72,40 +84,42 @@ class Reprogram:
         return tile.weights()
 
 
-class Pulsed:
+class Pulsed(_Policy):
     """Updates move both devices of a symmetric pair through the devices' update model."""
 
     def update(self, tile: AnalogTile, delta_w: np.ndarray) -> None:
         d = tile.device
+        model = update_model(d)
         dw_norm = np.asarray(delta_w, dtype=np.float32) / tile.w_max
         half_dg = dw_norm * np.float32(d.gmax_uS / 2)
+        moved = []
         for i, sign in enumerate((1.0, -1.0)):
-            g, state = tile.g_prog[i], tile.states[i]
-            for model in d.noise:
-                if "update" in model.stages:
-                    g = model.update(g, np.float32(sign) * half_dg, d.gmax_uS, state, tile.rng)
-                    break
+            g = tile.g_prog[i]
+            if model is not None:
+                moved.append(model.update(g, np.float32(sign) * half_dg, d.gmax_uS, tile.states[i], tile.rng))
             else:
-                g = np.clip(g + np.float32(sign) * half_dg, 0.0, d.gmax_uS)
-            for model in d.noise:
-                g = model.enforce(g, state)
-            tile.g_prog[i] = g.astype(np.float32, copy=False)
-        tile.refresh()
+                moved.append(np.clip(g + np.float32(sign) * half_dg, 0.0, d.gmax_uS))
+        self._store(tile, moved)
 
     def outer_update(self, tile: AnalogTile, x: np.ndarray, d: np.ndarray, lr: float) -> None:
         """W <- W - lr d^T x: stochastic pulse trains when the update model takes them (module
         docstring), else update(-lr d^T x)."""
         dev = tile.device
-        model = next((m for m in dev.noise if "update" in m.stages), None)
-        if not getattr(model, "pulse_train", False):
-            self.update(tile, -np.float32(lr) * (d.T @ x))
+        if not takes_pulse_trains(dev):
+            super().outer_update(tile, x, d, lr)
             return
         d_uS = np.asarray(d, np.float32) * (np.float32(dev.gmax_uS / 2) / tile.w_max[:, 0])
-        g_plus, g_minus, _ = model.pulse_train_update(tile.g_prog, tile.states, x, d_uS, float(lr),
-                                                      dev.gmax_uS, tile.rng)
-        for i, g in enumerate((g_plus, g_minus)):
-            for m in dev.noise:
-                g = m.enforce(g, tile.states[i])
+        g_plus, g_minus, _ = update_model(dev).pulse_train_update(tile.g_prog, tile.states, x, d_uS, float(lr),
+                                                                 dev.gmax_uS, tile.rng)
+        self._store(tile, [g_plus, g_minus])
+
+    @staticmethod
+    def _store(tile: AnalogTile, moved: list[np.ndarray]) -> None:
+        """The moved conductances of both polarities through every model's hard faults, stored as
+        the devices' state; then the read-out."""
+        for i, g in enumerate(moved):
+            for model in tile.device.noise:
+                g = model.enforce(g, tile.states[i])
             tile.g_prog[i] = np.ascontiguousarray(g, dtype=np.float32)
         tile.refresh()
 
