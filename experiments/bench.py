@@ -16,7 +16,6 @@ beside ours, same layer, batch and thread count (experiments/pulse_train_bench.p
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 
 from experiments.outdir import atomic_write_json, atomic_write_text
+from experiments.pulse_train_bench import median_s
 from onchip_ff import config
 from onchip_ff.methods import build_learner
 
@@ -45,13 +45,8 @@ BUSY_LOOP = "while True: pass"
 
 
 def _median_s(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: JIT compilation, allocator, BLAS threads
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    """Median seconds of `repeats` calls after a warm-up (experiments/pulse_train_bench.py median_s)."""
+    return median_s(fn, repeats)[0]
 
 
 def _entry(name: str, shape: str, sim: Callable, ref: Callable | None, repeats: int,

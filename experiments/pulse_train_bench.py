@@ -31,7 +31,9 @@ W_RANGE = 0.6  # aihwkit PulsedDevice w_max = -w_min
 AIHWKIT_SCRIPT = Path(__file__).with_name("aihwkit_speed.py")
 
 
-def _median_s(fn: Callable[[], object], repeats: int) -> tuple[float, list[float]]:
+def median_s(fn: Callable[[], object], repeats: int) -> tuple[float, list[float]]:
+    """(median seconds, every time) of `repeats` calls of fn after one warm-up call (JIT
+    compilation, allocator, thread pools); `onchip-ff bench` times every entry with it."""
     fn()  # warm-up: JIT compilation, allocation
     times = []
     for _ in range(max(1, repeats)):
@@ -102,7 +104,7 @@ def time_pulse_train(batch: int = 256, k: int = 784, m: int = 1000, repeats: int
     with pool(threads):
         tile = make_tile(w, constant_step_device(k), np.random.default_rng(1))
         stats = pulse_stats(x, d, lr, tile)
-        seconds, times = _median_s(lambda: tile.outer_update(x, d, lr), repeats)
+        seconds, times = median_s(lambda: tile.outer_update(x, d, lr), repeats)
     return {"seconds": seconds, "times_s": times, "batch": batch, "shape": f"{m}x{k}", "lr": lr,
             "d_std": d_std, **stats}
 
@@ -114,7 +116,7 @@ def _ours(w, x, d, lr: float, repeats: int) -> dict[str, float]:
 
     out = {}
     pcm = make_tile(w, preset("pcm"), np.random.default_rng(1))
-    out["pcm_forward"] = _median_s(lambda: pcm.forward(x), repeats)[0]
+    out["pcm_forward"] = median_s(lambda: pcm.forward(x), repeats)[0]
     devices = (("constant_step", constant_step_device(w.shape[1])), ("reram_pulsed", preset("reram_pulsed")))
     for name, dev in devices:
         tile = make_tile(w, dev, np.random.default_rng(2))
@@ -124,8 +126,8 @@ def _ours(w, x, d, lr: float, repeats: int) -> dict[str, float]:
             tile.backward(d)
             tile.outer_update(x, d, lr)
 
-        out[name] = _median_s(step, repeats)[0]
-        out[f"{name}_update"] = _median_s(lambda tile=tile: tile.outer_update(x, d, lr), repeats)[0]
+        out[name] = median_s(step, repeats)[0]
+        out[f"{name}_update"] = median_s(lambda tile=tile: tile.outer_update(x, d, lr), repeats)[0]
     return out
 
 

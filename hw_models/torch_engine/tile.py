@@ -25,6 +25,14 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
+def _streams(tile: "TorchTile", rng: np.random.Generator) -> None:
+    """The tile's two generators on its device (programming and write rounding; reads), seeded
+    from two draws of rng."""
+    seeds = rng.integers(0, 2 ** 63, 2)
+    tile.gen = _generator(tile.torch_device, int(seeds[0]))
+    tile.chain = TorchChain(tile.device.periphery, _generator(tile.torch_device, int(seeds[1])))
+
+
 class TorchTile:
     """Arrays of `device` holding W (out, in), simulated in torch on `torch_device`.  forward /
     backward / weights take and return torch tensors (numpy arrays are accepted and converted)."""
@@ -39,9 +47,7 @@ class TorchTile:
         self.device = device
         self.model = device.noise[0] if device.noise else None
         self.torch_device = torch.device(torch_device)
-        seeds = rng.integers(0, 2 ** 63, 2)
-        self.gen = _generator(self.torch_device, int(seeds[0]))  # programming, write rounding
-        self.chain = TorchChain(device.periphery, _generator(self.torch_device, int(seeds[1])))  # reads
+        _streams(self, rng)
         w = self._tensor(weight)
         self.out_features, self.in_features = w.shape
         self.t_s = device.read_time_s
@@ -230,9 +236,7 @@ class TorchTile:
         new = cls.__new__(cls)
         new.device, new.model = tile.device, (tile.device.noise[0] if tile.device.noise else None)
         new.torch_device = torch.device(torch_device)
-        seeds = tile.rng.integers(0, 2 ** 63, 2)
-        new.gen = _generator(new.torch_device, int(seeds[0]))
-        new.chain = TorchChain(tile.device.periphery, _generator(new.torch_device, int(seeds[1])))
+        _streams(new, tile.rng)
         new.out_features, new.in_features = tile.out_features, tile.in_features
         t = new._tensor
         new.g_prog = [t(g).clone() for g in tile.g_prog]
