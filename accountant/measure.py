@@ -89,11 +89,16 @@ class SavedBytesMeter:
     """saved_tensors_hooks that count live saved-for-backward bytes per unique storage, leaving
     out `exclude` (parameters, buffers, the data batch).  `act_itemsize` > 0 sizes every saved
     floating-point storage as codes of that many bytes plus one float32 scale per row (the
-    fixed-point activation store of the accountant); other storages count their nbytes."""
+    fixed-point activation store of the accountant); other storages count their nbytes.  `size`
+    replaces that sizing (the chip tally counts bits); `on_pack` is called after each save."""
 
-    def __init__(self, exclude: Iterable[torch.Tensor] = (), act_itemsize: int = 0) -> None:
+    def __init__(self, exclude: Iterable[torch.Tensor] = (), act_itemsize: int = 0,
+                 size: Callable[[torch.Tensor], int] | None = None,
+                 on_pack: Callable[[], None] | None = None) -> None:
         self.exclude = {t.untyped_storage().data_ptr() for t in exclude}
         self.act_itemsize = act_itemsize
+        self.size = size or self._size  # what one saved storage counts (default: its bytes)
+        self.on_pack = on_pack  # called after every tensor saved
         self.live: dict[int, list[int]] = {}
         self.cur = self.peak = 0
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
@@ -111,12 +116,14 @@ class SavedBytesMeter:
             return t
         entry = self.live.get(key)
         if entry is None:
-            entry = self.live[key] = [self._size(t), 0]
+            entry = self.live[key] = [self.size(t), 0]
             self.cur += entry[0]
             self.peak = max(self.peak, self.cur)
         entry[1] += 1
         held = _Held(t)
         weakref.finalize(held, self._release, key)
+        if self.on_pack is not None:
+            self.on_pack()
         return held
 
     def _release(self, key: int) -> None:
@@ -321,7 +328,8 @@ class RunProbe:
     """Predicted and measured peak bytes of a `train` run, measured on its first `steps` steps
     only: parameters and buffers present before + the highest bytes PyTorch's CPU allocator
     holds on top during those steps (torch.profiler) + the batch arrays; on the simulator also
-    its tiles' arrays (nbytes) and the numpy peak of those steps (tracemalloc)."""
+    its tiles' arrays (nbytes) and the numpy peak of those steps (tracemalloc), and the chip view's
+    peak bits against the chip tally of the second step (accountant/chip_tally.py)."""
 
     def __init__(self, cfg, learner, input_shape, n_classes: int, batch: int, steps: int = 2) -> None:
         from accountant.memory import predict, spec_from_config
@@ -331,16 +339,24 @@ class RunProbe:
         self.prof: ProfiledSteps | None = None
         self.result: dict[str, object] = {"measured_steps": 0, "predicted_peak_bytes": None,
                                           "measured_peak_bytes": None, "rel_error": None}
+        self.chip_bits = None
         try:
-            pred = predict(spec_from_config(cfg, batch=batch, input_shape=tuple(input_shape),
-                                            n_classes=n_classes))
+            spec = spec_from_config(cfg, batch=batch, input_shape=tuple(input_shape), n_classes=n_classes)
+            pred = predict(spec)
             self.result.update(predicted_peak_bytes=pred.peak_bytes, predicted_components=pred.components,
                                predicted_peak_phase=pred.peak_phase)
         except OnchipError as exc:
             self.result["note"] = f"no prediction: {exc}"
+            spec = None
         if self.sim:
             self.result["note"] = ("simulator: the prediction is the hardware view (integer codes); "
-                                   "measured adds float32 mirrors, code caches and numpy temporaries")
+                                   "measured adds float32 mirrors, code caches and numpy temporaries; "
+                                   "chip_*: the chip view against the simulator's tally of the second step")
+            if spec is not None and steps >= 2:
+                from accountant.chip import ChipBits, predict_chip
+                self.chip_bits = ChipBits.of(spec.fmt, n_classes)
+                self.result.update(chip_predicted_peak_bits=predict_chip(spec).peak_bits,
+                                   chip_tallied_peak_bits=None, chip_rel_error=None)
 
     @contextlib.contextmanager
     def step(self, x: torch.Tensor, y: torch.Tensor):
@@ -361,14 +377,26 @@ class RunProbe:
             if self.tracing:
                 tracemalloc.start()
         try:
-            with self.prof.step(self.done):
+            with self.prof.step(self.done), self._chip(x, y) as tally:
                 yield
         except BaseException:
             self.finish()
             raise
+        if tally is not None:
+            pred = self.result["chip_predicted_peak_bits"]
+            self.result.update(chip_tallied_peak_bits=tally.peak_bits,
+                               chip_rel_error=(pred - tally.peak_bits) / tally.peak_bits)
         self.done += 1
         if self.done >= self.steps:
             self.finish()
+
+    def _chip(self, x: torch.Tensor, y: torch.Tensor):
+        """The chip tally of the second step (the steady state: optimizer state exists) on the
+        simulator; a null context otherwise."""
+        if self.chip_bits is None or self.done != 1:
+            return contextlib.nullcontext()
+        from accountant.chip_tally import ChipTally
+        return ChipTally(self.learner, x, y, self.chip_bits)
 
     def finish(self) -> None:
         if self.prof is None or self.result["measured_steps"]:

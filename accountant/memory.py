@@ -24,12 +24,13 @@ temporaries, accumulators of acc_bits per MVM output; peak minus the other compo
 from __future__ import annotations
 
 import math
+from typing import Callable
 from dataclasses import dataclass, field, replace
 
 from accountant.layers import Ctx, LayerSpec, cnn_layers, mlp_layers, resnet_layers  # noqa: F401
 from accountant.schedules import SCHEDULES
 from accountant.sff import head_spec
-from accountant.tape import Tape
+from accountant.tape import ChipLedger, Tape
 from common.errors import ConfigError
 from onchip_ff import methods
 
@@ -44,12 +45,14 @@ COMPONENTS = ("weights", "master_copy", "optimizer", "inputs", "activations", "g
 @dataclass(frozen=True)
 class NumberFormat:
     """float32 (weight_bits = 0) or a fixed-point MAC array: weight/activation codes and
-    accumulator width, as hardware.weight_bits / input_bits / acc_bits."""
+    accumulator width, as hardware.weight_bits / input_bits / acc_bits.  error_bits: the width of
+    stored error vectors in the chip view (accountant/chip.py; 0 = as the activations)."""
 
     name: str = "float32"
     weight_bits: int = 0
     input_bits: int = 0
     acc_bits: int = 32
+    error_bits: int = 0
 
     def __post_init__(self) -> None:
         for key in ("weight_bits", "input_bits"):
@@ -59,6 +62,9 @@ class NumberFormat:
         if self.acc_bits not in (16, 32, 64):
             raise ConfigError(f"memory format {self.name!r}: acc_bits must be 16, 32 or 64, "
                               f"got {self.acc_bits}")
+        if self.error_bits and not 2 <= self.error_bits <= 32:
+            raise ConfigError(f"memory format {self.name!r}: error_bits must be 0 (as the activations) "
+                              f"or 2..32, got {self.error_bits}")
         if self.input_bits and not self.weight_bits:
             raise ConfigError(f"memory format {self.name!r}: input_bits needs weight_bits > 0")
 
@@ -194,6 +200,10 @@ class _Net:
     x: int
     y: int
     static: dict[str, int]
+    # every parameter and state as _setup made it: (numel, rows, is_matrix, learnable); the chip
+    # view (accountant/chip.py) places matrices in arrays and the rest in digital buffers
+    params: list[tuple[int, int, bool, bool]] = field(default_factory=list)
+    buffer_bytes: int = 0  # batch-norm running statistics
 
 
 def _setup(tape: Tape, spec: MemorySpec) -> _Net:
@@ -201,9 +211,11 @@ def _setup(tape: Tape, spec: MemorySpec) -> _Net:
     fmt, n = spec.fmt, spec.batch
     static = dict.fromkeys(COMPONENTS, 0)
     trainable: list[tuple[int, int, bool]] = []
+    made: list[tuple[int, int, bool, bool]] = []
 
     def param(numel: int, rows: int, matrix: bool, learn: bool = True) -> int:
         pid = tape.new(numel, kind="param" if learn else "state", requires_grad=learn)
+        made.append((numel, rows, matrix, learn))
         if matrix and fmt.weight_bits:
             tape.new(numel * NumberFormat.itemsize(fmt.weight_bits) + rows * 4, 1, kind="state")
             static["weights"] += numel * NumberFormat.itemsize(fmt.weight_bits) + rows * 4
@@ -245,19 +257,32 @@ def _setup(tape: Tape, spec: MemorySpec) -> _Net:
     x = tape.new(n * math.prod(spec.input_shape), rows=n, kind="input")
     y = tape.new(n, 8, rows=n, kind="input")
     static["inputs"] = tape.nbytes(x) + tape.nbytes(y)
-    return _Net(layer_params, running, heads, x, y, static)
+    buffers = sum(layer.buffer_bytes() for layer in spec.layers)
+    return _Net(layer_params, running, heads, x, y, static, made, buffers)
+
+
+def replay(spec: MemorySpec, chip: ChipLedger | None = None,
+           static: Callable[[_Net], int] | None = None) -> tuple[Tape, _Net, MemorySpec]:
+    """One steady-state training step of `spec` on a fresh tape; returns the tape, the network's
+    persistent state and the spec as replayed.  With a ChipLedger the tape keeps the chip view
+    too, `static(net)` giving the bits that stay live all step."""
+    fmt = spec.fmt
+    pack = (NumberFormat.itemsize(fmt.input_bits), 4) if fmt.input_bits else None
+    spec = replace(spec, ctx=replace(spec.ctx, acc_bytes=fmt.acc_bytes))
+    tape = Tape(pack=pack, chip=chip)
+    net = _setup(tape, spec)
+    tape.peak = tape.cur
+    if chip is not None:  # the steady state: kept gradients (if any) are live from the start
+        chip.static = static(net) if static else 0
+        chip.peak, chip.at_peak, chip.role_peak = chip.static + sum(chip.live.values()), dict(chip.live), \
+            dict(chip.live)
+    SCHEDULES[spec.method](tape, spec, net)
+    return tape, net, spec
 
 
 def predict(spec: MemorySpec) -> Prediction:
     """Components and peak of one steady-state training step of `spec`."""
-    fmt = spec.fmt
-    pack = (NumberFormat.itemsize(fmt.input_bits), 4) if fmt.input_bits else None
-    ctx = replace(spec.ctx, acc_bytes=fmt.acc_bytes)
-    spec = replace(spec, ctx=ctx)
-    tape = Tape(pack=pack)
-    net = _setup(tape, spec)
-    tape.peak = tape.cur
-    SCHEDULES[spec.method](tape, spec, net)
+    tape, net, spec = replay(spec)
     comps = dict(net.static)
     comps["activations"] = tape.saved_peak
     comps["workspace"] = tape.peak - sum(v for k, v in comps.items() if k != "workspace")

@@ -9,6 +9,10 @@ order (the order of its ready queue for the graphs we build), allocates the grad
 inputs that need one, accumulates into an existing gradient buffer in place when that buffer has
 no other holder (out of place otherwise), lets AccumulateGrad steal a fresh parameter gradient,
 then frees the node's incoming gradient and its saved tensors.
+
+With a ChipLedger the tape also keeps the chip view (accountant/chip.py): live bits of saved
+activations, error vectors (gradients of non-parameters) and weight-gradient accumulators
+(parameter gradients), sized per element by the ledger's bit widths, and their peak.
 """
 
 from __future__ import annotations
@@ -17,6 +21,41 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 PASS = -1  # a gradient that is the incoming gradient itself (add, views): no allocation
+
+
+@dataclass
+class ChipLedger:
+    """Live bits per chip role over a replayed step (accountant/chip.py).  Saved float32 tensors
+    count act_bits per element, saved bool masks (1 byte) 1 bit, saved integer indices (8 bytes)
+    index_bits; gradients err_bits (errors) or grad_bits (weight gradients).  `static`: bits that
+    stay live all step (inputs, digital parameters, optimizer state), added to every total."""
+
+    act_bits: int
+    err_bits: int
+    grad_bits: int
+    index_bits: int = 8
+    static: int = 0
+    live: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHIP_ROLES, 0))
+    peak: int = 0  # highest static + sum(live)
+    at_peak: dict[str, int] = field(default_factory=dict)  # live bits per role at that peak
+    role_peak: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHIP_ROLES, 0))
+
+    def saved_bits(self, t: "Tensor") -> int:
+        per = {4: self.act_bits, 1: 1, 8: self.index_bits}.get(t.itemsize, 8 * t.itemsize)
+        return t.numel * per
+
+    def grad_bits_of(self, t: "Tensor", role: str) -> int:
+        return t.numel * (self.grad_bits if role == "weight_grads" else self.err_bits)
+
+    def add(self, role: str, bits: int) -> None:
+        self.live[role] += bits
+        self.role_peak[role] = max(self.role_peak[role], self.live[role])
+        total = self.static + sum(self.live.values())
+        if total > self.peak:
+            self.peak, self.at_peak = total, dict(self.live)
+
+
+CHIP_ROLES = ("activations", "errors", "weight_grads")
 
 
 @dataclass
@@ -29,6 +68,7 @@ class Tensor:
     refs: int = 0
     saved_by: int = 0
     alive: bool = True
+    role: str = ""  # chip role of a gradient: "errors" or "weight_grads"
 
     @property
     def nbytes(self) -> int:
@@ -52,6 +92,7 @@ class Tape:
     (fixed-point activation storage), unpacking a float32 copy while its node runs backward."""
 
     pack: tuple[int, int] | None = None
+    chip: ChipLedger | None = None
     tensors: dict[int, Tensor] = field(default_factory=dict)
     cur: int = 0
     peak: int = 0
@@ -103,6 +144,8 @@ class Tape:
         t.refs -= 1
         if t.refs == 0:
             self.cur -= t.nbytes
+            if t.role and self.chip is not None:
+                self.chip.live[t.role] -= self.chip.grad_bits_of(t, t.role)
             t.alive = False
             if t.saved_by == 0:
                 del self.tensors[tid]
@@ -129,6 +172,8 @@ class Tape:
         if t.kind != "input":
             self.saved_live += self.saved_bytes(tid)
             self.saved_peak = max(self.saved_peak, self.saved_live)
+            if self.chip is not None:
+                self.chip.add("activations", self.chip.saved_bits(t))
         if packed:
             self.cur += self.saved_bytes(tid)
             self._bump()
@@ -145,6 +190,8 @@ class Tape:
         packed = self.pack is not None and t.kind == "tmp" and t.itemsize == 4
         if t.kind != "input":
             self.saved_live -= self.saved_bytes(tid)
+            if self.chip is not None:
+                self.chip.live["activations"] -= self.chip.saved_bits(t)
         if packed:
             self.cur -= self.saved_bytes(tid)
             if not t.alive:
@@ -186,6 +233,24 @@ class Tape:
         return oid
 
     # -- backward -------------------------------------------------------------------------------
+    def _grad(self, numel: int, role: str) -> int:
+        """A new gradient tensor of the chip role "errors" or "weight_grads"."""
+        gid = self.new(numel)
+        self._set_role(gid, role)
+        return gid
+
+    def _set_role(self, tid: int, role: str) -> None:
+        t = self.tensors[tid]
+        if self.chip is not None and t.role:
+            self.chip.live[t.role] -= self.chip.grad_bits_of(t, t.role)
+        t.role = role
+        if self.chip is not None:
+            self.chip.add(role, self.chip.grad_bits_of(t, role))
+
+    def _is_param(self, tid: int) -> bool:
+        t = self.tensors.get(tid)
+        return t is not None and t.kind == "param"
+
     def _accumulate(self, target: int, gid: int) -> None:
         t = self.tensors.get(target)
         if t is not None and t.kind == "param":
@@ -193,6 +258,8 @@ class Tape:
                 self.drop(gid)
             else:  # AccumulateGrad steals a fresh gradient
                 self.param_grad[target] = gid
+                if self.tensors[gid].role != "weight_grads":
+                    self._set_role(gid, "weight_grads")
             return
         if target not in self.grad:
             self.grad[target] = gid
@@ -201,7 +268,7 @@ class Tape:
         if self.tensors[buf].refs == 1:  # in-place accumulation into the buffer
             self.drop(gid)
         else:
-            summed = self.like(buf)
+            summed = self._grad(self.tensors[buf].numel, "errors")
             self.drop(buf)
             self.drop(gid)
             self.grad[target] = summed
@@ -210,7 +277,9 @@ class Tape:
         """Backward from `loss` through `nodes` (default: the tape's graph, then cleared).  The
         seed gradient is a new scalar unless grad_out (a tensor id) is given."""
         graph = self.nodes if nodes is None else nodes
-        self.grad[loss] = self.new(1) if grad_out is None else self.hold(grad_out)
+        # torch.autograd.backward keeps the seed it makes (ones_like(loss)) until it returns
+        seed = self._grad(1, "errors") if grad_out is None else None
+        self.grad[loss] = self.hold(seed) if grad_out is None else self.hold(grad_out)
         for node in reversed(graph):
             gout = self.grad.pop(node.out, None) if node.out is not None else None
             if gout is not None and node.fn is not None:
@@ -220,7 +289,8 @@ class Tape:
                 unpack = sum(self.tensors[s].numel * 4 for s in node.saved if self.pack is not None
                              and self.tensors[s].kind == "tmp" and self.tensors[s].itemsize == 4)
                 self.spike(node.bwd_peak + unpack)
-                out = [(inp, self.hold(gout) if b == PASS else self.new(b // 4))
+                out = [(inp, self.hold(gout) if b == PASS else
+                        self._grad(b // 4, "weight_grads" if self._is_param(inp) else "errors"))
                        for inp, b in zip(node.inputs, node.grads) if b]
                 for inp, gid in out:  # the node returns all its gradients, then the engine adds
                     self._accumulate(inp, gid)
@@ -228,6 +298,7 @@ class Tape:
             for s in node.saved:
                 self.unsave(s)
         graph.clear()
+        self.drop(seed)
 
     def zero_grad(self, params: list[int]) -> None:
         """optimizer.zero_grad(set_to_none=True)."""
@@ -238,7 +309,7 @@ class Tape:
         """Steady state: every parameter holds a .grad from the previous step."""
         for p in params:
             if p not in self.param_grad:
-                self.param_grad[p] = self.new(self.tensors[p].numel)
+                self.param_grad[p] = self._grad(self.tensors[p].numel, "weight_grads")
 
     def graph(self) -> list[Node]:
         """Start recording into a fresh node list (nested graphs: checkpoint recomputation);

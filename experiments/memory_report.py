@@ -1,6 +1,8 @@
 """`onchip-ff memory CONFIG.toml --out DIR`: the memory accountant's predictions next to measured
 bytes for every point of the config's grids -> DIR/memory.csv, DIR/memory.png and DIR/ratios.md
-(DF or SFF over BP and checkpointed-BP peak ratios over batch and depth). Each point is one run of the
+(DF or SFF over BP and checkpointed-BP peak ratios over batch and depth); with memory.chip, the
+chip view (accountant/chip.py) next to the simulator's tally of the same step
+(accountant/chip_tally.py) -> DIR/chip.csv, DIR/chip.png and its ratios in DIR/ratios.md. Each point is one run of the
 experiment runner (results store DIR/memory.sqlite by default): an interrupted command resumes where
 it stopped, a failing point is stored as failed and the others go on."""
 
@@ -23,6 +25,9 @@ from accountant.memory import (COMPONENTS, METHODS, OPTIMIZERS, NumberFormat, cn
                               resnet_layers, spec_from_config)
 from hw_models.blas import set_threads
 from accountant.measure import measure
+from accountant.chip import CHIP_COMPONENTS, ChipBits, predict_chip
+from accountant.chip_tally import tally
+from accountant.tape import CHIP_ROLES
 import onchip_ff
 from onchip_ff import config
 from onchip_ff.data import load_dataset
@@ -33,6 +38,8 @@ from experiments.outdir import atomic_write_text
 
 CSV_COLUMNS = ("method", "arch", "batch", "depth", "format", "optimizer", "component", "predicted_bytes",
                "measured_bytes", "rel_error", "grads", "measure", "exact", "note")
+CHIP_COLUMNS = ("method", "arch", "batch", "depth", "format", "optimizer", "grads", "component", "unit",
+                "predicted", "tallied", "rel_error", "exact")
 EXAMPLE = "experiments/configs/memory_fmnist.toml"
 GRID_LISTS = ("method", "arch", "batch", "depth", "format", "optimizer")
 ARCH_KEYS = {"mlp_width": 1000, "cnn_channels": [32, 64, 128], "cnn_pool": 2, "cnn_pool_every": 1,
@@ -90,6 +97,7 @@ class MemorySettings:
     cuda: bool = True  # also torch.cuda.max_memory_allocated when a GPU is present
     map_batch: tuple[int, ...] = (32, 128, 1024, 8192)  # batch sizes of the analytic map (ratios.md)
     map_depth: tuple[int, ...] = (3, 12, 48)  # depths of the analytic map
+    chip: bool = True  # also the chip view, tallied on a simulator step (float32: the ideal analog array)
 
     def __post_init__(self) -> None:
         for key in ("steps", "threads", "block_size", "intff_block_size", "checkpoint_every"):
@@ -185,6 +193,15 @@ def point_config(p: Point, settings: dict, fmt: NumberFormat) -> config.Config:
     """The onchip_ff Config of a grid point.  Fixed-point formats run on the simulator's digital
     array with 32-bit accumulators (16 bits can overflow on 784 inputs; no buffer the simulator
     keeps depends on the accumulator width: acc_bits enters the hardware-view workspace only)."""
+    ov = _overrides(p, settings)
+    if fmt.weight_bits:
+        ov += ["hardware.backend=sim", "hardware.preset=fixed8", f"hardware.weight_bits={fmt.weight_bits}",
+               f"hardware.input_bits={fmt.input_bits}", "hardware.acc_bits=32"]
+    return config.load(None, ov)
+
+
+def _overrides(p: Point, settings: dict) -> list[str]:
+    """The model, method and training overrides of a point."""
     chans = [p.channels[min(i, len(p.channels) - 1)] for i in range(p.depth)]
     blocks = []
     if p.method == "intff":  # blocks of intff_block_size layers, the last shorter
@@ -196,10 +213,7 @@ def point_config(p: Point, settings: dict, fmt: NumberFormat) -> config.Config:
           f"objective.df.block_size={settings['block_size'] if p.method == 'dfo' else 1}",
           f"objective.intff.intff_blocks={blocks}",
           f"train.optimizer={p.optimizer}", f"train.batch_size={p.batch}", f"train.seed={settings['seed']}"]
-    if fmt.weight_bits:
-        ov += ["hardware.backend=sim", "hardware.preset=fixed8", f"hardware.weight_bits={fmt.weight_bits}",
-               f"hardware.input_bits={fmt.input_bits}", "hardware.acc_bits=32"]
-    return config.load(None, ov)
+    return ov
 
 
 def _rel(pred: int | None, meas: int | None) -> float | None:
@@ -234,8 +248,9 @@ def point_rows(p: Point, settings: dict, fmt: NumberFormat) -> list[dict]:
 
     for comp in COMPONENTS:
         if comp == "workspace":
-            add(comp, predicted[comp], None if sim else meas[comp], "peak - components", not sim,
-                "simulator peak not comparable" if sim else "derived: peak minus the other components")
+            if not sim:  # the simulator's peak (float mirrors, code caches) is no chip's: chip.csv
+                add(comp, predicted[comp], meas[comp], "peak - components", True,
+                    "derived: peak minus the other components")
             continue
         note = ""
         if comp == "activations" and act_item:
@@ -246,9 +261,6 @@ def point_rows(p: Point, settings: dict, fmt: NumberFormat) -> list[dict]:
     add("activations+gradients", predicted["activations+gradients"], meas["activations+gradients"],
         "saved_tensors_hooks + nbytes", True)
     if sim:
-        add("peak", predicted["peak"], meas["peak"] + meas["sim_numpy_peak"], "torch.profiler + tracemalloc",
-            False, "prediction is the hardware view (codes, acc_bits accumulators); the simulator "
-            "also keeps float32 code caches and float64 MVM intermediates")
         add("sim_cache", predicted["master_copy"], meas["sim_cache"], "nbytes", True,
             "digital tiles keep their codes as float32 for exact BLAS")
     else:
@@ -258,6 +270,35 @@ def point_rows(p: Point, settings: dict, fmt: NumberFormat) -> list[dict]:
             add("peak_cuda", None, meas["cuda_peak"], "torch.cuda.max_memory_allocated", False,
                 "CUDA: caching allocator rounds blocks to 512 B; cuDNN workspace not modelled")
     return rows
+
+
+def chip_config(p: Point, settings: dict, fmt: NumberFormat) -> config.Config:
+    """The simulator run of a point's chip view: its own config for fixed-point formats (digital
+    array), the ideal analog array for float32."""
+    cfg = point_config(p, settings, fmt)
+    if fmt.weight_bits:
+        return cfg
+    return config.load(None, [*_overrides(p, settings), "hardware.backend=sim", "hardware.preset=ideal"])
+
+
+def chip_rows(p: Point, settings: dict, fmt: NumberFormat) -> list[dict]:
+    """predict_chip next to the tally of the last of `steps` simulator steps: bits per buffer at
+    the peak, each dynamic buffer's own largest value over the step (<role>_max), the peak, the
+    array weights and devices."""
+    cfg = chip_config(p, settings, fmt)
+    spec = spec_from_config(cfg, batch=p.batch, method=p.method, input_shape=p.input_shape,
+                            n_classes=p.n_classes, checkpoint_every=settings["checkpoint_every"])
+    spec = replace(spec, fmt=fmt, free_grads=p.grads == "freed")
+    pred = predict_chip(spec)
+    got = tally(cfg, p.method, p.batch, ChipBits.of(fmt, p.n_classes), settings["steps"],
+                settings["checkpoint_every"], p.input_shape, p.n_classes, settings["seed"], spec.free_grads)
+    pairs = [(c, "bits", pred.at_peak[c], got.at_peak[c]) for c in CHIP_COMPONENTS]
+    pairs += [(f"{c}_max", "bits", pred.role_peak[c], got.role_peak[c]) for c in CHIP_ROLES]
+    pairs += [("peak", "bits", pred.peak_bits, got.peak_bits),
+              ("array_weights", "weights", pred.array_weights, got.array_weights),
+              ("array_devices", "devices", pred.array_devices, got.array_devices)]
+    return [{**p.key(), "component": c, "unit": unit, "predicted": a, "tallied": b, "rel_error": _rel(a, b),
+             "exact": True} for c, unit, a, b in pairs]
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -272,8 +313,18 @@ def write_csv(rows: list[dict], path: Path) -> None:
     atomic_write_text(path, f.getvalue())
 
 
+def write_chip_csv(rows: list[dict], path: Path) -> None:
+    """chip.csv, atomically."""
+    f = io.StringIO(newline="")
+    w = csv.DictWriter(f, fieldnames=CHIP_COLUMNS)
+    w.writeheader()
+    for r in rows:
+        w.writerow({**r, "rel_error": f"{r['rel_error']:.6f}"})
+    atomic_write_text(path, f.getvalue())
+
+
 MEMORY_TASK = "experiments.memory_report:execute_point"
-POINT_SETTINGS = ("steps", "threads", "seed", "checkpoint_every", "block_size", "cuda")
+POINT_SETTINGS = ("steps", "threads", "seed", "checkpoint_every", "block_size", "cuda", "chip")
 
 
 def memory_sweep(path: Path, settings: dict, formats: dict[str, NumberFormat], points: list[Point]):
@@ -305,27 +356,32 @@ def execute_point(config_json: str, threads: int) -> dict:
                      "input_shape": tuple(point.get("input_shape", (1, 28, 28)))})
         settings = raw["settings"]
         set_threads(settings["threads"])
-        rows = point_rows(p, settings, NumberFormat(**raw["format"]))
-        return {"status": "done", "metrics": {"rows": rows}, "version": onchip_ff.__version__}
+        fmt = NumberFormat(**raw["format"])
+        rows = point_rows(p, settings, fmt)
+        chip = chip_rows(p, settings, fmt) if settings.get("chip") else []
+        return {"status": "done", "metrics": {"rows": rows, "chip": chip}, "version": onchip_ff.__version__}
     except OnchipError as exc:
         return failed(str(exc))
     except Exception as exc:
         return failed(f"{type(exc).__name__}: {exc}", traceback.format_exc())
 
 
-def stored_rows(sweep, store_path: Path) -> tuple[list[dict], int]:
-    """The rows of the sweep's done points in point order, and how many points are not done."""
+def stored_rows(sweep, store_path: Path) -> tuple[list[dict], list[dict], int]:
+    """The memory rows and chip rows of the sweep's done points in point order, and how many
+    points are not done."""
     from experiments.runner.store import Store
     with Store(store_path, readonly=True) as store:
         by_key = {r["key"]: r for r in store.rows()}
-    rows, missing = [], 0
+    rows, chip, missing = [], [], 0
     for run in sweep.runs:
         r = by_key.get(run.key)
         if r is None or r["status"] != "done":
             missing += 1
             continue
-        rows += json.loads(r["metrics"])["rows"]
-    return rows, missing
+        metrics = json.loads(r["metrics"])
+        rows += metrics["rows"]
+        chip += metrics.get("chip", [])
+    return rows, chip, missing
 
 
 def run_memory(config_path: str | Path, out: Path, args: argparse.Namespace,
@@ -340,20 +396,28 @@ def run_memory(config_path: str | Path, out: Path, args: argparse.Namespace,
     code = execute(sweep, store_path, args)
     if code == 130:
         return code
-    rows, missing = stored_rows(sweep, store_path)
+    rows, chip, missing = stored_rows(sweep, store_path)
     if not rows:
         print(f"no point was measured; see `onchip-ff results {store_path}`")
         return 1
     write_csv(rows, out / "memory.csv")
-    from experiments.memory_plots import plot_memory
-    from experiments.memory_ratios import ratio_map, ratio_table, summary
+    from experiments.memory_plots import plot_chip, plot_memory
+    from experiments.memory_ratios import chip_table, ratio_map, ratio_table, summary
     plot_memory(rows, out / "memory.png")
-    table, worst = ratio_table(rows), summary(rows)
+    table, worst = ratio_table(rows), summary(rows) + summary(chip, 'chip: ')
     amap = ratio_map(points, settings, formats)
-    atomic_write_text(out / "ratios.md", "# Peak ratios, measured\n" + table + "\n# Peak ratios, analytic map\n"
-                      + amap + "\n# Worst errors\n\n" + worst)
-    print(worst + table + "\nanalytic map (predicted only):\n" + amap)
+    text = "# Peak ratios, measured\n" + table
+    outputs = [out / "memory.csv", out / "memory.png"]
+    if chip:
+        write_chip_csv(chip, out / "chip.csv")
+        plot_chip(chip, out / "chip.png")
+        text += ("\n# Chip view: peak ratios, tallied on the simulator\n" + chip_table(chip)
+                 + "\n# Chip view: peak ratios, analytic map\n" + ratio_map(points, settings, formats, chip=True))
+        outputs += [out / "chip.csv", out / "chip.png"]
+    atomic_write_text(out / "ratios.md", text + "\n# Peak ratios, analytic map\n" + amap + "\n# Worst errors\n\n"
+                      + worst)
+    print(worst + text + "\nanalytic map (predicted only):\n" + amap)
     gap = f" ({missing} points failed: not in the outputs)" if missing else ""
-    print(f"{len(points)} points{gap}, {len(rows)} rows in {time.perf_counter() - t0:.1f} s -> "
-          f"{out / 'memory.csv'}, {out / 'memory.png'}, {out / 'ratios.md'}; store {store_path}")
+    print(f"{len(points)} points{gap}, {len(rows) + len(chip)} rows in {time.perf_counter() - t0:.1f} s -> "
+          f"{', '.join(map(str, outputs + [out / 'ratios.md']))}; store {store_path}")
     return code

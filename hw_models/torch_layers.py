@@ -47,30 +47,87 @@ def _plain_sgd_lr(optimizer, param) -> float | None:
     return None
 
 
+def _keep_pending(module, x: torch.Tensor, dy: torch.Tensor) -> None:
+    """A module whose array takes pulse trains keeps every (x, dy) of this step (FF: positive and
+    negative passes) for its pulse-train update."""
+    if takes_pulse_trains(module.tile.device):
+        prev = module.pending
+        pair = (x.detach(), dy.detach())
+        module.pending = pair if prev is None else tuple(torch.cat(t) for t in zip(prev, pair))
+
+
 class _TileMatmul(torch.autograd.Function):
-    """y = x W^T on a tile; backward: dx = transposed MVM on the tile, dW = dy^T x (digital); a
-    module whose array takes pulse trains also keeps (x, dy) for its step."""
+    """y = x W^T (+ b) on a tile, one autograd node like addmm: saves x only; backward: dx =
+    transposed MVM on the tile, dW = dy^T x and db = sum(dy) (digital); a module whose array takes
+    pulse trains also keeps (x, dy) for its step."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, module) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias, module) -> torch.Tensor:
         tile = module.tile
         ctx.save_for_backward(x)
         ctx.module = module
         ctx.weight_shape = weight.shape
-        return _from_tile(tile, tile.forward(_to_tile(tile, x)))
+        y = _from_tile(tile, tile.forward(_to_tile(tile, x)))
+        return y + bias if bias is not None else y
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor):
         (x,) = ctx.saved_tensors
         dy = dy.contiguous()
         module, tile = ctx.module, ctx.module.tile
-        if takes_pulse_trains(tile.device):  # every use of the layer in this step (FF: positive and negative passes)
-            prev = module.pending
-            pair = (x.detach(), dy.detach())
-            module.pending = pair if prev is None else tuple(torch.cat(t) for t in zip(prev, pair))
+        _keep_pending(module, x, dy)
         dx = _from_tile(tile, tile.backward(_to_tile(tile, dy))) if ctx.needs_input_grad[0] else None
         dw = (dy.T @ x).view(ctx.weight_shape) if ctx.needs_input_grad[1] else None
-        return dx, dw, None
+        db = dy.sum(0) if ctx.needs_input_grad[2] else None
+        return dx, dw, db, None
+
+
+class _TileConv(torch.autograd.Function):
+    """Conv2d (groups 1, dilation 1, zero padding) as im2col + tile MVM, one autograd node like
+    the convolution: saves its input x (not the k*k-times larger columns, which backward unfolds
+    again); each output pixel is one read of the (out, in*k*k) array.  Backward: dx = col2im of the
+    transposed MVMs, dW = dy^T cols, db = sum(dy) (digital)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias, module) -> torch.Tensor:
+        tile = module.tile
+        n, _, h, w = x.shape
+        k, pad, stride = module.kernel_size, module.padding, module.stride
+        ho = (h + 2 * pad[0] - k[0]) // stride[0] + 1
+        wo = (w + 2 * pad[1] - k[1]) // stride[1] + 1
+        ctx.save_for_backward(x)
+        ctx.module, ctx.weight_shape, ctx.out_hw = module, weight.shape, (ho, wo)
+        flat = _TileConv.columns(x, module)
+        y = _from_tile(tile, tile.forward(_to_tile(tile, flat)))  # (N*L, O)
+        # contiguous NCHW like nn.Conv2d's output (a channels-last view would make flatten copy it)
+        y = y.view(n, ho * wo, -1).transpose(1, 2).reshape(n, -1, ho, wo)
+        if bias is None:
+            return y.contiguous()
+        return torch.add(y, bias.view(1, -1, 1, 1), out=torch.empty(y.shape, dtype=y.dtype, device=y.device))
+
+    @staticmethod
+    def columns(x: torch.Tensor, module) -> torch.Tensor:
+        """(N*L, C*k*k) rows: one input patch per output pixel."""
+        cols = F.unfold(x, module.kernel_size, padding=module.padding, stride=module.stride)  # (N, CKK, L)
+        return cols.transpose(1, 2).reshape(-1, cols.shape[1]).contiguous()
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        module, tile = ctx.module, ctx.module.tile
+        n, o = dy.shape[:2]
+        d = dy.reshape(n, o, -1).transpose(1, 2).reshape(-1, o).contiguous()  # (N*L, O)
+        flat = _TileConv.columns(x, module)
+        _keep_pending(module, flat, d)
+        dx = None
+        if ctx.needs_input_grad[0]:
+            dcols = _from_tile(tile, tile.backward(_to_tile(tile, d)))  # (N*L, CKK)
+            dcols = dcols.view(n, -1, dcols.shape[1]).transpose(1, 2)
+            dx = F.fold(dcols, x.shape[2:], module.kernel_size, padding=module.padding, stride=module.stride)
+            dx = dx.clone()  # fold's result views a k*k-times larger storage on the CPU: keep just dx
+        dw = (d.T @ flat).view(ctx.weight_shape) if ctx.needs_input_grad[1] else None
+        db = dy.sum((0, 2, 3)) if ctx.needs_input_grad[2] else None
+        return dx, dw, db, None
 
 
 class AnalogLinear(nn.Module):
@@ -87,8 +144,7 @@ class AnalogLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._write_if_changed()
-        y = _TileMatmul.apply(x.contiguous(), self.weight, self)
-        return y + self.bias if self.bias is not None else y
+        return _TileMatmul.apply(x.contiguous(), self.weight, self.bias, self)
 
     def _write_if_changed(self) -> None:
         """An optimizer without the learners' step hook (a user's own, after onchip_ff.convert)
@@ -161,14 +217,7 @@ class AnalogConv2d(AnalogLinear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._write_if_changed()
-        n, _, h, w = x.shape
-        cols = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)  # (N, CKK, L)
-        ho = (h + 2 * self.padding[0] - self.kernel_size[0]) // self.stride[0] + 1
-        wo = (w + 2 * self.padding[1] - self.kernel_size[1]) // self.stride[1] + 1
-        flat = cols.transpose(1, 2).reshape(-1, cols.shape[1])
-        y = _TileMatmul.apply(flat.contiguous(), self.weight, self)  # (N*L, O)
-        y = y.view(n, ho * wo, -1).transpose(1, 2).reshape(n, -1, ho, wo)
-        return y + self.bias.view(1, -1, 1, 1) if self.bias is not None else y
+        return _TileConv.apply(x, self.weight, self.bias, self)
 
 
 def _torch_engine_tile(tile, dev: torch.device):

@@ -5,7 +5,10 @@ epoch loss and a sha256 of the final weights, bit for bit.  tests/data/golden_ru
 by this module's `runs()` at commit 19d9ea2 (the last commit before the restructuring), on this
 project's CI machine type (2 cores, CPU torch 2.13.0).  A change that alters results on purpose
 regenerates it: `python tests/test_golden_runs.py > tests/data/golden_runs.json`, saying why in
-its commit."""
+its commit.  Regenerated once since: the simulated convolution became one autograd node with a
+contiguous output (issue 20's chip tally), which moves the sim CNN / ResNet weights by float32
+rounding (state_sha256 of df_cnn_fmnist/sim and sff_resnet_fmnist/sim; accuracies and losses
+unchanged, every other entry identical)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from experiments.cli import main
-from experiments.memory_report import CSV_COLUMNS, load_memory_config
+from experiments.memory_report import CHIP_COLUMNS, CSV_COLUMNS, load_memory_config
 from accountant.memory import METHODS
 from common.errors import ConfigError
 
@@ -106,10 +106,17 @@ def test_memory_command_writes_csv_png_and_ratios(tmp_path, capsys):
     assert freed and all(int(r["predicted_bytes"]) == int(r["measured_bytes"]) == 0 for r in freed)
     sim = [r for r in rows if r["format"] == "w8"]
     assert {r["component"] for r in sim} >= {"sim_cache", "master_copy"}
-    assert all(r["exact"] == "False" for r in sim if r["component"] == "peak")
+    assert not {r["component"] for r in sim} & {"peak", "workspace"}  # the simulator's are no chip's
+    assert all(r["exact"] == "True" for r in rows if r["component"] != "peak_cuda")  # no unvalidated rows
+    with (out / "chip.csv").open() as f:  # the chip view: every point, all rows equal to the tally
+        chip = list(csv.DictReader(f))
+    assert tuple(chip[0]) == CHIP_COLUMNS and len(chip) == len(points) * 12
+    assert all(r["exact"] == "True" and float(r["rel_error"]) == 0.0 for r in chip)
+    assert (out / "chip.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "memory.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ratios = (out / "ratios.md").read_text()
     assert "DF / BP" in ratios and "analytic map" in ratios and "| 24 |" in ratios
+    assert "Chip view" in ratios and "tallied (predicted)" in ratios
     cnn_map = ratios.split("cnn-16-p2, float32, adam")[-1]  # the map; 24 pooled layers leave no pixel
     assert "| 24 | - | - |" in cnn_map and "-: no such network" in cnn_map
     assert "worst abs rel_error" in capsys.readouterr().out
@@ -174,6 +181,7 @@ def test_train_metrics_on_the_simulator_and_without_a_prediction(tmp_path):
     mem = json.loads((out / "metrics.json").read_text())["memory"]
     assert mem["measured_peak_bytes"] > mem["predicted_peak_bytes"] > 0 and mem["rel_error"] is None
     assert "hardware view" in mem["note"]
+    assert mem["chip_tallied_peak_bits"] == mem["chip_predicted_peak_bits"] > 0 and mem["chip_rel_error"] == 0
     out = tmp_path / "hard"
     assert main(["train", DF_MLP, *TRAIN_TINY, "--set", "objective.method=ff", "--set",
                  "objective.negatives=hard", "--out", str(out)]) == 0
