@@ -14,7 +14,9 @@ digital buffer, counted in bits:
   pooling indices at 8 bits;
 - errors: the error vectors of the backward pass (gradients of activations) at error_bits;
 - weight_grads: weight-gradient accumulators (parameter gradients, from their computation to the
-  optimizer step or, when kept, to the next step) at acc_bits.
+  optimizer step or, when kept, to the next step) at acc_bits; none for a matrix whose array is
+  updated directly by pulse trains (format pulse_update under plain SGD): the pulses are made of
+  the layer's saved input and its error vector, which are counted already.
 Transients of the arithmetic units (products, partial sums, kernel workspaces) are not buffers.
 The peak is the largest sum over the step, replayed on the accountant's tape with the learners'
 update schedules; accountant/chip_tally.py measures the same quantity on a real simulator step.
@@ -23,7 +25,7 @@ update schedules; accountant/chip_tally.py measures the same quantity on a real 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from accountant.memory import MemorySpec, NumberFormat, _Net, replay
 from accountant.tape import CHIP_ROLES, ChipLedger
@@ -85,9 +87,16 @@ def static_bits(spec: MemorySpec, net: _Net, bits: ChipBits) -> tuple[dict[str, 
     return out, weights, weights * (2 if bits.analog else 1)
 
 
+def direct_update(spec: MemorySpec) -> bool:
+    """Arrays updated directly by pulse trains: a pulse_update format stepped by plain SGD
+    (hw_models/torch_layers.py AnalogLinear.pulse_stepped)."""
+    return spec.fmt.pulse_update and spec.optimizer == "sgd" and not spec.weight_decay
+
+
 def predict_chip(spec: MemorySpec) -> ChipPrediction:
     """The chip view of `spec` (its number format gives the widths)."""
     bits = ChipBits.of(spec.fmt, spec.n_classes)
+    spec = replace(spec, ctx=replace(spec.ctx, direct_update=direct_update(spec)))
     ledger = bits.ledger()
     parts: dict[str, object] = {}
 

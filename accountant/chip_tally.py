@@ -69,7 +69,7 @@ class ChipTally:
 
     def __init__(self, learner, x: torch.Tensor, y: torch.Tensor, bits: ChipBits) -> None:
         self.learner, self.bits = learner, bits
-        modules = getattr(learner, "analog_modules", [])
+        modules = self.modules = getattr(learner, "analog_modules", [])
         self.array_params = {id(m.weight) for m in modules}
         self.array_weights = sum(m.weight.numel() for m in modules)
         self.array_devices = sum(sum(g.size for g in m.tile.g_prog) if hasattr(m.tile, "g_prog")
@@ -92,6 +92,7 @@ class ChipTally:
         self.at_peak: dict[str, int] = {}
         self.role_peak = dict.fromkeys(CHIP_COMPONENTS, 0)
         self.in_backward = 0
+        self.current: set[int] = set()  # storages of the gradients the node just run takes and makes
         self._stack = contextlib.ExitStack()
 
     # -- sampling ---------------------------------------------------------------------------------
@@ -104,10 +105,15 @@ class ChipTally:
                 if key not in seen:
                     seen.add(key)
                     numel["weight_grads"] += _numel(p.grad)
+        # a pulse-stepped array's (x, d) wait in module.pending for the step that turns them into
+        # pulses; on a chip the pulses leave with the backward of the layer, so what pending keeps
+        # alive beyond that node is not a buffer
+        waiting = {t.untyped_storage().data_ptr() for m in self.modules if m.pending is not None
+                   for t in m.pending} - self.current
         for key, (ref, n, role) in list(self.grads.items()):
             if ref.expired():
                 del self.grads[key]
-            elif key not in seen:
+            elif key not in seen and key not in waiting:
                 seen.add(key)
                 numel[role] += n
         return {**self.static, "activations": self.meter.cur, "errors": numel["errors"] * self.bits.err_bits,
@@ -155,7 +161,10 @@ class ChipTally:
                 self._track(g, "errors")
             for g, to_param in zip(grad_inputs, dest):
                 self._track(g, "weight_grads" if to_param else "errors")
+            self.current = {g.untyped_storage().data_ptr() for g in (*grad_inputs, *grad_outputs)
+                            if g is not None}
             self.sample()
+            self.current = set()
         return post
 
     def _backward(self, original):

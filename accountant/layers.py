@@ -104,12 +104,14 @@ class Ctx:
     """Execution details that change transients: device ("cpu"/"cuda"), oneDNN channel block
     (16 on AVX-512, 8 otherwise, 0 = no blocked conv workspace), accumulator bytes of a
     fixed-point MAC array (0 = float), torch threads (on one thread PyTorch runs 1x1
-    convolutions of batches below 16 without oneDNN)."""
+    convolutions of batches below 16 without oneDNN), and whether layer matrices are updated
+    directly in their arrays (no weight gradient formed)."""
 
     device: str = "cpu"
     conv_block: int = 16
     acc_bytes: int = 0
     threads: int = 1
+    direct_update: bool = False  # arrays stepped by pulse trains: no weight gradient (chip view)
 
 
 def _rows(tape: Tape, tid: int) -> int:
@@ -164,7 +166,7 @@ def mvm(tape: Tape, ctx: Ctx, spec: LayerSpec, x: int, w: int, b: int | None) ->
     acc = n * rows * hw * ctx.acc_bytes
     bias = 0 if b is None else rows * 4
     ins = (x, w) if b is None else (x, w, b)
-    grads = (tape.nbytes(x), rows * cols * 4, bias)[:len(ins)]
+    grads = (tape.nbytes(x), 0 if ctx.direct_update else rows * cols * 4, bias)[:len(ins)]
     plain = spec.kernel == 1 and n < 16 and ctx.threads == 1  # ATen's slow_conv2d, no workspace
     if spec.kind == "dense" or not ctx.conv_block or ctx.device != "cpu" or plain:
         return tape.op(ins, (n * rows * hw, 4, n), saves=(x,), grads=grads, fwd_peak=out_bytes + acc)

@@ -46,13 +46,17 @@ COMPONENTS = ("weights", "master_copy", "optimizer", "inputs", "activations", "g
 class NumberFormat:
     """float32 (weight_bits = 0) or a fixed-point MAC array: weight/activation codes and
     accumulator width, as hardware.weight_bits / input_bits / acc_bits.  error_bits: the width of
-    stored error vectors in the chip view (accountant/chip.py; 0 = as the activations)."""
+    stored error vectors in the chip view (accountant/chip.py; 0 = as the activations).
+    pulse_update: analog arrays whose devices take aihwkit pulse trains; stepped by plain SGD they
+    are updated directly (no weight-gradient accumulator in the chip view; the PyTorch view is
+    float32's)."""
 
     name: str = "float32"
     weight_bits: int = 0
     input_bits: int = 0
     acc_bits: int = 32
     error_bits: int = 0
+    pulse_update: bool = False  # chip view: analog arrays stepped by plain SGD take pulse trains
 
     def __post_init__(self) -> None:
         for key in ("weight_bits", "input_bits"):
@@ -65,6 +69,9 @@ class NumberFormat:
         if self.error_bits and not 2 <= self.error_bits <= 32:
             raise ConfigError(f"memory format {self.name!r}: error_bits must be 0 (as the activations) "
                               f"or 2..32, got {self.error_bits}")
+        if self.pulse_update and self.weight_bits:
+            raise ConfigError(f"memory format {self.name!r}: pulse_update is for analog arrays "
+                              "(weight_bits = 0)")
         if self.input_bits and not self.weight_bits:
             raise ConfigError(f"memory format {self.name!r}: input_bits needs weight_bits > 0")
 
@@ -253,7 +260,7 @@ def _setup(tape: Tape, spec: MemorySpec) -> _Net:
         static["optimizer"] += state
         static["gradients"] += 0 if spec.free_grads else numel * 4
     if not spec.free_grads:
-        tape.ensure_grads([pid for pid, _, _ in trainable])
+        tape.ensure_grads([pid for pid, _, matrix in trainable if not (matrix and spec.ctx.direct_update)])
     x = tape.new(n * math.prod(spec.input_shape), rows=n, kind="input")
     y = tape.new(n, 8, rows=n, kind="input")
     static["inputs"] = tape.nbytes(x) + tape.nbytes(y)

@@ -265,7 +265,7 @@ def _bp(tape: Tape, spec: MemorySpec, net: _Net) -> None:
         h = out
     w, b = net.head_params[0]
     logits = tape.op((h, w, b), (spec.batch * spec.n_classes, 4, spec.batch), saves=(h,),
-                     grads=(tape.nbytes(h), tape.nbytes(w), tape.nbytes(b)))
+                     grads=(tape.nbytes(h), 0 if spec.ctx.direct_update else tape.nbytes(w), tape.nbytes(b)))
     tape.drop(h)
     loss = ml.cross_entropy(tape, logits, net.y)
     _train(tape, spec, [[p for ps in net.layer_params for p in ps] + net.head_params[0]], loss, "network")

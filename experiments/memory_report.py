@@ -129,8 +129,9 @@ def load_memory_config(path: str | Path) -> tuple[dict, dict[str, NumberFormat],
     settings = dataclasses.asdict(typed(MemorySettings, mem, "memory", str(path)))
     formats = {"float32": NumberFormat()}
     for name, f in formats_raw.items():
-        if not isinstance(f, dict) or not f.get("weight_bits"):
-            _fail(f"memory.formats.{name}.weight_bits must be 2..16 (float32 is built in)")
+        if not isinstance(f, dict) or not (f.get("weight_bits") or f.get("pulse_update")):
+            _fail(f"memory.formats.{name}.weight_bits must be 2..16, or pulse_update true (float32 is "
+                  "built in)")
         formats[name] = typed(NumberFormat, f, f"memory.formats.{name}", str(path), name=name)
     if not grids:
         _fail(f"{path}: no [[memory.grid]] tables; each lists method, arch, batch, depth, format, "
@@ -274,11 +275,16 @@ def point_rows(p: Point, settings: dict, fmt: NumberFormat) -> list[dict]:
 
 def chip_config(p: Point, settings: dict, fmt: NumberFormat) -> config.Config:
     """The simulator run of a point's chip view: its own config for fixed-point formats (digital
-    array), the ideal analog array for float32."""
+    array), the ideal analog array for float32, constant-step pulsed devices taking aihwkit pulse
+    trains for a pulse_update format."""
     cfg = point_config(p, settings, fmt)
     if fmt.weight_bits:
         return cfg
-    return config.load(None, [*_overrides(p, settings), "hardware.backend=sim", "hardware.preset=ideal"])
+    hw = ["hardware.backend=sim", "hardware.preset=ideal"]
+    if fmt.pulse_update:  # aihwkit's stochastic pulse trains on constant-step devices
+        hw = ["hardware.backend=sim", "hardware.preset=reram_pulsed", 'hardware.noise=["pulsed_constant"]',
+              'hardware.pulsed_constant.update_scheme="pulse_train"']
+    return config.load(None, [*_overrides(p, settings), *hw])
 
 
 def chip_rows(p: Point, settings: dict, fmt: NumberFormat) -> list[dict]:
@@ -338,7 +344,10 @@ def memory_sweep(path: Path, settings: dict, formats: dict[str, NumberFormat], p
         for key, default in (("pool_every", 1), ("input_shape", (1, 28, 28)), ("n_classes", 10)):
             if point[key] == default:  # the keys of points stored before the field existed
                 del point[key]
-        text = json.dumps({"memory_point": point, "format": dataclasses.asdict(formats[p.format]),
+        fmt = dataclasses.asdict(formats[p.format])
+        if not fmt["pulse_update"]:  # the key of points stored before the field existed
+            del fmt["pulse_update"]
+        text = json.dumps({"memory_point": point, "format": fmt,
                            "settings": {k: settings[k] for k in keys}},
                           sort_keys=True, separators=(",", ":"))
         label = " ".join(f"{k}={v}" for k, v in p.key().items())

@@ -10,7 +10,8 @@ the next forward sees the device, not a hidden float copy.  Bias and the weight 
 through the same tiles.  Exception: an array whose pulsed devices take aihwkit's stochastic pulse
 trains (pulsed_constant with update_scheme = "pulse_train"), stepped by plain SGD (no momentum, no
 weight decay): its step is the rank-N pulse-train update from the layer's last (x, d) —
-tile.outer_update(x, d, lr), aihwkit's AnalogSGD — not a write of the requested weights.
+tile.outer_update(x, d, lr), aihwkit's AnalogSGD — not a write of the requested weights, and its
+backward forms no weight gradient.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class _TileMatmul(torch.autograd.Function):
         module, tile = ctx.module, ctx.module.tile
         _keep_pending(module, x, dy)
         dx = _from_tile(tile, tile.backward(_to_tile(tile, dy))) if ctx.needs_input_grad[0] else None
-        dw = (dy.T @ x).view(ctx.weight_shape) if ctx.needs_input_grad[1] else None
+        dw = (dy.T @ x).view(ctx.weight_shape) if ctx.needs_input_grad[1] and not module.pulse_stepped() else None
         db = dy.sum(0) if ctx.needs_input_grad[2] else None
         return dx, dw, db, None
 
@@ -125,7 +126,7 @@ class _TileConv(torch.autograd.Function):
             dcols = dcols.view(n, -1, dcols.shape[1]).transpose(1, 2)
             dx = F.fold(dcols, x.shape[2:], module.kernel_size, padding=module.padding, stride=module.stride)
             dx = dx.clone()  # fold's result views a k*k-times larger storage on the CPU: keep just dx
-        dw = (d.T @ flat).view(ctx.weight_shape) if ctx.needs_input_grad[1] else None
+        dw = (d.T @ flat).view(ctx.weight_shape) if ctx.needs_input_grad[1] and not module.pulse_stepped() else None
         db = dy.sum((0, 2, 3)) if ctx.needs_input_grad[2] else None
         return dx, dw, db, None
 
@@ -134,6 +135,14 @@ class AnalogLinear(nn.Module):
     """nn.Linear on a simulated array: y = x W^T through the tile (+ a digital bias)."""
 
     pending: tuple[torch.Tensor, torch.Tensor] | None = None  # pulse-train arrays: this step's (x, dy)
+    stepper = None  # the optimizer that steps the weight (attach_simulator)
+
+    def pulse_stepped(self) -> bool:
+        """True when the array takes pulse trains and its optimizer is plain SGD: its step is the
+        pulse-train update of (x, dy), so no weight gradient is formed (SGD would only move a
+        Parameter that the step then overwrites with what the devices hold)."""
+        return (self.stepper is not None and takes_pulse_trains(self.tile.device)
+                and _plain_sgd_lr(self.stepper, self.weight) is not None)
 
     def __init__(self, linear: nn.Linear, device: DeviceConfig, rng: np.random.Generator) -> None:
         super().__init__()
@@ -285,5 +294,7 @@ def attach_simulator(learner: nn.Module, device: DeviceConfig, seed: int) -> lis
     by_param = {id(m.weight): m for m in analog}
     for opt in learner.optimizers:
         mods = [by_param[id(p)] for g in opt.param_groups for p in g["params"] if id(p) in by_param]
+        for m in mods:
+            m.stepper = opt
         opt.register_step_post_hook(lambda _opt, _a, _k, mods=mods: [m.write_to_device(_opt) for m in mods])
     return analog

@@ -1,7 +1,8 @@
 """The chip view of training memory (accountant/chip.py) against the simulator's tally of a real
 training step (accountant/chip_tally.py): exact for every method on MLPs, CNNs and ResNets, float32
-(ideal analog arrays) and fixed-point (digital arrays), gradients freed and kept; the tally's own
-parts checked by hand; the tally does not change what a step computes."""
+(ideal analog arrays), fixed-point (digital arrays) and pulse-train arrays, gradients freed and
+kept; the tally's own parts checked by hand; the tally does not change what a step computes; a
+pulse-stepped array forms no weight gradient and trains as before."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from experiments.memory_report import Point, chip_config, chip_rows
 SETTINGS = {"seed": 0, "block_size": 2, "intff_block_size": 2, "checkpoint_every": 0, "steps": 2}
 W8 = NumberFormat("w8", 8, 8, 32)
 W8E16 = NumberFormat("w8e16", 8, 8, 16, error_bits=16)
+PULSES = NumberFormat("pulses", pulse_update=True)  # constant-step devices taking aihwkit pulse trains
 
 
 def _mlp(method, fmt="float32", grads="freed", opt="adam", batch=12):
@@ -54,7 +56,14 @@ POINTS = ([(_mlp(m), NumberFormat()) for m in ("df", "dfo", "ff", "deeperforward
           + [(replace(_mlp(m), width=100, batch=512), NumberFormat()) for m in ("df", "dfo")]
           + [(Point("df", "cnn-16-p1", 32, 3, "float32", "adam", "cnn", channels=(16,), pool=1), NumberFormat())]
           # checkpointed segments: the gradient of a segment's detached input is an error, not a weight's
-          + [(replace(_mlp("bp_ckpt"), width=100, batch=128, depth=6), NumberFormat())])
+          + [(replace(_mlp("bp_ckpt"), width=100, batch=128, depth=6), NumberFormat())]
+          # arrays updated directly by pulse trains under plain SGD: no weight-gradient accumulator;
+          # under Adam they take writes and keep theirs
+          + [(_mlp(m, "pulses", opt="sgd"), PULSES) for m in ("df", "dfo", "ff", "deeperforward", "intff", "sff",
+                                                                 "bp", "bp_ckpt")]
+          + [(replace(_cnn(m, "sgd"), format="pulses"), PULSES) for m in ("df", "sff", "bp")]
+          + [(_mlp(m, "pulses", opt="sgd", grads="kept"), PULSES) for m in ("df", "bp")]
+          + [(_mlp("bp", "pulses", opt="adam"), PULSES)])
 
 
 @pytest.mark.parametrize("p, fmt", POINTS, ids=lambda v: f"{v.method}-{v.kind}-{v.format}-{v.grads}"
@@ -137,3 +146,30 @@ def test_chip_rows_are_all_exact():
     assert [r["component"] for r in rows] == [*CHIP_COMPONENTS, "activations_max", "errors_max", "weight_grads_max",
                                               "peak", "array_weights", "array_devices"]
     assert all(r["exact"] and r["rel_error"] == 0.0 for r in rows)
+
+
+def test_pulse_stepped_arrays_form_no_weight_gradient():
+    """Plain SGD on pulse-train arrays: the step is the pulse-train update of (x, d), so backward
+    leaves weight.grad None (biases keep theirs) and the chip view has no weight-gradient
+    accumulator for the matrices; the weights after three steps are those of the same run with
+    dW formed (SGD's move of the Parameter is overwritten by what the devices hold)."""
+    from accountant.measure import build_memory_learner
+    from hw_models.torch_layers import AnalogLinear
+    p = _mlp("bp", "pulses", opt="sgd")
+    cfg = chip_config(p, SETTINGS, PULSES)
+    runs = []
+    for formed in (False, True):
+        gen = torch.Generator().manual_seed(5)
+        learner = build_memory_learner(cfg, "bp", (1, 28, 28), 10, gen, free_grads=False)
+        if formed:
+            for m in learner.analog_modules:
+                m.pulse_stepped = lambda: False
+        x, y = torch.randn(12, 1, 28, 28, generator=gen), torch.randint(0, 10, (12,), generator=gen)
+        for _ in range(3):
+            learner.train_step(x, y)
+        mods = [m for m in learner.modules() if isinstance(m, AnalogLinear)]
+        assert all((m.weight.grad is None) != formed and m.bias.grad is not None for m in mods)
+        runs.append([q.detach().clone() for q in learner.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    pred = predict_chip(replace(spec_from_config(cfg, batch=12, method="bp"), fmt=PULSES))
+    assert pred.role_peak["weight_grads"] == (3 * 30 + 10) * 32  # biases only
