@@ -92,7 +92,7 @@ def _plot(rows: list[dict], path: Path, view: _View) -> None:
         ax.set_ylim(0, top * 1.35 or 1.0)  # headroom above the bars for the legend
         ax.set_ylabel(f"MiB ({view.word}; black line: peak)")
         ax.tick_params(axis="x", labelrotation=30 if len(methods) > 5 else 0)
-        ax.set_title(f"{view.what}: {arch}, depth {depth}, batch {batch}, float32, {opt}, grads {grads}",
+        ax.set_title(f"{view.what}: {arch}\ndepth {depth}, batch {batch}, float32, {opt}, grads {grads}",
                      fontsize=9)
         ax.legend(fontsize=7, ncol=3, loc="upper center")
         ax = axes[1][col]
@@ -110,7 +110,7 @@ def _plot(rows: list[dict], path: Path, view: _View) -> None:
         ax.set_yscale("log")
         ax.set_xlabel("batch size")
         ax.set_ylabel("peak MiB")
-        ax.set_title(f"{arch}, depth {depth}: {view.what} at the peak vs batch", fontsize=9)
+        ax.set_title(f"{arch}, depth {depth}:\n{view.what} at the peak vs batch", fontsize=9)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()

@@ -87,13 +87,13 @@ class ProgressBar(Observer):
 
 class MemoryProbe(Observer):
     """The accountant's predicted peak bytes of the run's training step and the bytes measured on
-    its first two steps (CPU runs only): metrics["memory"] (accountant/measure.py RunProbe)."""
+    its first two steps (CPU runs only): metrics["memory"] (accountant/probe.py RunProbe)."""
 
     def on_start(self, run: Run) -> None:
         self.probe = None
         if run.resumed:  # measured on the first steps of the run, kept in its metrics
             return
-        from accountant.measure import RunProbe
+        from accountant.probe import RunProbe
         t = run.cfg.train
         self.probe = RunProbe(run.cfg, run.learner, run.data.input_shape, run.data.n_classes,
                               min(t.batch_size, len(run.data.y_train)), steps=2 if run.device == "cpu" else 0)
