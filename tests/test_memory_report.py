@@ -31,7 +31,7 @@ method = ["df", "dfo", "ff", "bp", "bp_ckpt"]
 arch = ["mlp"]
 batch = [8, 24]
 depth = [4]
-format = ["float32"]
+format = ["float32", "pulses"]
 optimizer = ["sgd"]
 mlp_width = 24
 grads = ["kept", "freed"]
@@ -50,14 +50,6 @@ batch = [8]
 depth = [2]
 format = ["w8"]
 optimizer = ["momentum"]
-mlp_width = 16
-[[memory.grid]]
-method = ["df", "bp"]
-arch = ["mlp"]
-batch = [8]
-depth = [2]
-format = ["pulses"]
-optimizer = ["sgd"]
 mlp_width = 16
 """
 
@@ -107,7 +99,7 @@ def test_memory_command_writes_csv_png_and_ratios(tmp_path, capsys):
         "measured_bytes", "rel_error")
     points = {(r["method"], r["arch"], r["batch"], r["depth"], r["format"], r["optimizer"], r["grads"])
               for r in rows}
-    assert len(points) == 5 * 2 * 2 + 2 + 2 + 2
+    assert len(points) == 5 * 2 * 2 * 2 + 2 + 2
     for r in rows:
         if r["component"] in ("activations+gradients", "activations", "gradients", "weights") \
                 or (r["component"] == "peak" and r["exact"] == "True"):
@@ -123,8 +115,8 @@ def test_memory_command_writes_csv_png_and_ratios(tmp_path, capsys):
     assert tuple(chip[0]) == CHIP_COLUMNS and len(chip) == len(points) * 12
     assert all(r["exact"] == "True" and float(r["rel_error"]) == 0.0 for r in chip)
     pulsed = [r for r in chip if r["format"] == "pulses" and r["component"] == "weight_grads_max"]
-    # biases and centroids only: no accumulator of a 784 x 16 matrix
-    assert len(pulsed) == 2 and all(0 < int(r["tallied"]) < 784 * 16 * 32 for r in pulsed)
+    # biases and centroids only: no accumulator of a 784 x 24 matrix
+    assert len(pulsed) == 20 and all(0 < int(r["tallied"]) < 784 * 24 * 32 for r in pulsed)
     assert (out / "chip.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "memory.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ratios = (out / "ratios.md").read_text()
@@ -215,12 +207,12 @@ def test_memory_points_go_through_the_results_store_and_resume(tmp_path, capsys)
     db = sqlite3.connect(out / "memory.sqlite")
     runs = db.execute("SELECT key, status, attempts, started FROM runs ORDER BY key").fetchall()
     db.close()
-    assert len(runs) == 26 and {(s, a) for _, s, a, _ in runs} == {("done", 1)}
+    assert len(runs) == 44 and {(s, a) for _, s, a, _ in runs} == {("done", 1)}
     for name in ("memory.csv", "memory.png", "chip.csv", "chip.png", "ratios.md"):  # as if stopped before the outputs
         (out / name).unlink()
     capsys.readouterr()
     assert main(argv) == 0
-    assert "26 done, 0 failed, 0 to run" in capsys.readouterr().err
+    assert "44 done, 0 failed, 0 to run" in capsys.readouterr().err
     db = sqlite3.connect(out / "memory.sqlite")
     assert db.execute("SELECT key, status, attempts, started FROM runs ORDER BY key").fetchall() == runs
     db.close()
