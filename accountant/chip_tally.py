@@ -26,7 +26,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from accountant.chip import CHIP_COMPONENTS, INDEX_BITS, STATIC, ChipBits
-from accountant.measure import SavedBytesMeter, build_memory_learner
+from accountant.measure import SavedBytesMeter, build_memory_learner, optimizer_bytes, storage_bytes
 from accountant.tape import CHIP_ROLES
 
 ACCUMULATE = "torch::autograd::AccumulateGrad"
@@ -79,12 +79,9 @@ class ChipTally:
         self.static = dict.fromkeys(STATIC, 0)
         self.static["inputs"] = x.numel() * bits.act_bits + y.numel() * bits.label_bits
         ranges = sum((m.tile.w_max.size if hasattr(m.tile, "w_max") else m.tile.scale.size) for m in modules)
-        self.static["digital_params"] = ranges * 32 + sum(
-            p.numel() * p.element_size() * 8 for p in self.params if id(p) not in self.array_params) + sum(
-            b.numel() * b.element_size() * 8 for b in learner.buffers())
-        states = {v.untyped_storage().data_ptr(): v for opt in learner.optimizers for st in opt.state.values()
-                  for v in st.values() if isinstance(v, torch.Tensor)}
-        self.static["optimizer"] = sum(_numel(v) * v.element_size() * 8 for v in states.values())
+        digital = [p for p in self.params if id(p) not in self.array_params]
+        self.static["digital_params"] = ranges * 32 + 8 * storage_bytes([*digital, *learner.buffers()])
+        self.static["optimizer"] = 8 * optimizer_bytes(learner.optimizers)
         self.meter = SavedBytesMeter([*self.params, *learner.buffers(), x, y],
                                      size=lambda t: _numel(t) * _bits(t, bits.act_bits), on_pack=self.sample)
         self.grads: dict[int, tuple[StorageWeakRef, int, str]] = {}  # storage -> (ref, numel, role)

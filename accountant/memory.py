@@ -279,10 +279,8 @@ def replay(spec: MemorySpec, chip: ChipLedger | None = None,
     tape = Tape(pack=pack, chip=chip)
     net = _setup(tape, spec)
     tape.peak = tape.cur
-    if chip is not None:  # the steady state: kept gradients (if any) are live from the start
-        chip.static = static(net) if static else 0
-        chip.peak, chip.at_peak, chip.role_peak = chip.static + sum(chip.live.values()), dict(chip.live), \
-            dict(chip.live)
+    if chip is not None:
+        chip.begin(static(net) if static else 0)
     SCHEDULES[spec.method](tape, spec, net)
     return tape, net, spec
 

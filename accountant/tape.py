@@ -33,7 +33,7 @@ class ChipLedger:
     act_bits: int
     err_bits: int
     grad_bits: int
-    index_bits: int = 8
+    index_bits: int
     static: int = 0
     live: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHIP_ROLES, 0))
     peak: int = 0  # highest static + sum(live)
@@ -46,6 +46,12 @@ class ChipLedger:
 
     def grad_bits_of(self, t: "Tensor", role: str) -> int:
         return t.numel * (self.grad_bits if role == "weight_grads" else self.err_bits)
+
+    def begin(self, static: int) -> None:
+        """The steady state before the step: `static` bits live all step, kept gradients (if any)
+        already live; the peak starts there."""
+        self.static = static
+        self.peak, self.at_peak, self.role_peak = static + sum(self.live.values()), dict(self.live), dict(self.live)
 
     def add(self, role: str, bits: int) -> None:
         self.live[role] += bits

@@ -65,6 +65,7 @@ def ratio_map(points: list[Point], settings: dict, formats: dict[str, NumberForm
     groups.update({replace(p, batch=1, depth=1): None for p in points
                    if p.format == "float32" and p.method == "sff"})
     out, shrunk = [], False
+    peak = (lambda sp: predict_chip(sp).peak_bits) if chip else (lambda sp: predict(sp).peak_bytes)
     for g in groups:
         def cell(b, d, g=g):
             nonlocal shrunk
@@ -76,7 +77,6 @@ def ratio_map(points: list[Point], settings: dict, formats: dict[str, NumberForm
                               block_size=settings["block_size"],
                               checkpoint_every=settings["checkpoint_every"],
                               fmt=formats[g.format], ctx=default_ctx(), free_grads=g.grads == "freed")
-            peak = (lambda sp: predict_chip(sp).peak_bits) if chip else (lambda sp: predict(sp).peak_bytes)
             pk = {m: peak(replace(spec, method=m)) for m in (g.method, "bp", "bp_ckpt")}
             return " / ".join(_ratio_text((None, pk[g.method]), (None, pk[m])) for m in ("bp", "bp_ckpt"))
         name = g.method.upper()

@@ -277,9 +277,8 @@ def chip_config(p: Point, settings: dict, fmt: NumberFormat) -> config.Config:
     """The simulator run of a point's chip view: its own config for fixed-point formats (digital
     array), the ideal analog array for float32, constant-step pulsed devices taking aihwkit pulse
     trains for a pulse_update format."""
-    cfg = point_config(p, settings, fmt)
     if fmt.weight_bits:
-        return cfg
+        return point_config(p, settings, fmt)
     hw = ["hardware.backend=sim", "hardware.preset=ideal"]
     if fmt.pulse_update:  # aihwkit's stochastic pulse trains on constant-step devices
         hw = ["hardware.backend=sim", "hardware.preset=reram_pulsed", 'hardware.noise=["pulsed_constant"]',
