@@ -175,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_pipeline_parser(sub)
     from experiments.crosscheck import add_parser as add_crosscheck_parser
     add_crosscheck_parser(sub)
+    from experiments.results_page import add_parser as add_results_page_parser
+    add_results_page_parser(sub)
     return p
 
 

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -112,6 +113,31 @@ class MemoryProbe(Observer):
             run.metrics["memory"] = self.probe.result
 
 
+AT_LIMIT = 0.98  # a weight counts as at its range limit from this fraction of weight_range() on
+
+
+def at_range_limit(tiles: list) -> float:
+    """Fraction of the weights of these arrays with |w| >= AT_LIMIT * the row's weight_range(): the
+    devices an update cannot move further out (saturated)."""
+    n = hit = 0
+    for tile in tiles:
+        w, r = tile.weights(), tile.weight_range()
+        w, r = (np.asarray(a.cpu()) if isinstance(a, torch.Tensor) else np.asarray(a) for a in (w, r))
+        hit += int((np.abs(w) >= AT_LIMIT * r).sum())
+        n += w.size
+    return hit / n if n else 0.0
+
+
+class RangeUse(Observer):
+    """Simulated runs: metrics["weights_at_range_limit"], the fraction of array weights within 2 % of
+    their range limit after training (at_range_limit) — how much of the network saturated."""
+
+    def after_training(self, run: Run) -> None:
+        tiles = [m.tile for m in getattr(run.learner, "analog_modules", [])]
+        if tiles:
+            run.metrics["weights_at_range_limit"] = at_range_limit(tiles)
+
+
 class Deployment(Observer):
     """[deploy] preset set: after training, the trained weights programmed onto that preset and
     evaluated at deploy.times_s after programming, with and without drift compensation, over
@@ -135,7 +161,7 @@ def run_training(cfg: Config, data: Dataset, out_dir: Path | None = None, progre
     observers: list[Observer] = [MemoryProbe()]
     if progress:
         observers.append(ProgressBar(desc))
-    observers.append(Deployment())
+    observers += [RangeUse(), Deployment()]
     if out_dir is not None:
         observers.append(RunFiles(out_dir))
     return train(cfg, data, observers, resume)

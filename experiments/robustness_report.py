@@ -21,7 +21,7 @@ from experiments.runner.store import Store
 from experiments.runner.sweep import current_key
 
 CSV_COLUMNS = ("method", "noise_model", "parameter", "level", "seed", "status", "test_accuracy",
-               "train_accuracy", "train_time_s", "wall_s", "epochs", "key", "error")
+               "train_accuracy", "train_time_s", "wall_s", "epochs", "weights_at_range_limit", "key", "error")
 DRIFT = "time_after_programming_s"
 DRIFT_COMPENSATED = "time_after_programming_s_compensated"
 
@@ -48,6 +48,7 @@ def csv_rows(spec: Spec, store_rows: list[dict[str, Any]]) -> list[dict[str, Any
                "train_accuracy": run["train_accuracy"] if done else None,
                "train_time_s": metrics.get("train_s") if done else None,
                "wall_s": run["wall_s"] if done else None, "epochs": run["epochs"] if done else None,
+               "weights_at_range_limit": metrics.get("weights_at_range_limit") if done else None,
                "key": p.key, "error": (run["error"] or "") if run else ""}
         rows.append(row)
         if p.parameter is None and done and metrics.get("deploy"):
@@ -57,7 +58,8 @@ def csv_rows(spec: Spec, store_rows: list[dict[str, Any]]) -> list[dict[str, Any
             for (comp, t), accs in sorted(groups.items()):
                 drift.append({**row, "noise_model": spec.deploy_preset,
                               "parameter": DRIFT_COMPENSATED if comp else DRIFT, "level": t,
-                              "test_accuracy": float(np.mean(accs)), "train_accuracy": None})
+                              "test_accuracy": float(np.mean(accs)), "train_accuracy": None,
+                              "weights_at_range_limit": None})
     return rows + drift
 
 
@@ -119,7 +121,9 @@ def plot_robustness(spec: Spec, rows: list[dict[str, Any]], path: Path) -> None:
                 handles.setdefault(f"{method} float reference", line)
         ax.set_xlabel(p.xlabel, fontsize=8)
         ax.set_ylabel("test accuracy")
-        title = p.title + (f"\nruns failed/missing: {', '.join(missing)}" if missing else "")
+        # wrapped to the panel's width (about 11 characters of a 9-point title per inch)
+        title = textwrap.fill(p.title, 50) + ("\n" + textwrap.fill(f"runs failed/missing: {', '.join(missing)}", 50)
+                                              if missing else "")
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
     # one legend column per method: its curve above its float reference

@@ -5,6 +5,7 @@ backend) gives the dashed line and, with [reference] deploy_preset, the drift cu
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ EXAMPLE = "experiments/configs/robustness_fmnist.toml"
 TABLES = ("robustness", "methods", "fixed", "reference", "parameter")
 HEAD_KEYS = ("name", "seeds")
 REFERENCE_KEYS = ("deploy_preset", "times_s", "draws")
-PARAMETER_KEYS = ("key", "noise_model", "levels", "xlabel", "title", "set")
+METHOD_KEYS = ("config", "set")
+PARAMETER_KEYS = ("key", "noise_model", "levels", "xlabel", "title", "set", "harsher")
 FLOAT = "float_reference"  # the `parameter` column of reference rows
 
 
@@ -30,6 +32,7 @@ class Parameter:
     xlabel: str  # x-axis label, with its unit
     title: str  # panel title
     overrides: tuple[str, ...]  # `section.key=value` that put the run on the right hardware
+    harsher: str = "higher"  # which end of the levels has more hardware error ("lower" for bits)
 
     @property
     def name(self) -> str:  # the `parameter` column: the config field(s) swept
@@ -58,6 +61,17 @@ class Spec:
     points: tuple[Point, ...]
     sweep: Sweep  # the distinct runs, for experiments.runner
     deploy_preset: str  # "" = no drift curves
+    method_sets: dict[str, tuple[str, ...]] = None  # method label -> its own `section.key=value`
+
+    def method_setting(self, method: str, key: str) -> Any:
+        """The value of config field `key` (e.g. "train.epochs") in the method's float reference,
+        or None when the study holds no run of it."""
+        point = next((p for p in self.points if p.method == method and p.parameter is None), None)
+        if point is None:
+            return None
+        run = next(r for r in self.sweep.runs if r.key == point.key)
+        section, field = key.split(".", 1)
+        return json.loads(run.config_json).get(section, {}).get(field)
 
 
 def _table(raw: dict[str, Any], name: str, path: Path, allowed: tuple[str, ...] | None = None) -> dict:
@@ -109,13 +123,43 @@ def _parameter(raw: Any, i: int, path: Path) -> Parameter:
     clash = sorted(set(keys) & set(sets))
     if clash:
         raise ConfigError(f"{where}: {', '.join(clash)} is both swept and in set; keep one")
+    harsher = raw.get("harsher", "higher")
+    if harsher not in ("higher", "lower"):
+        raise ConfigError(f"{where}: harsher must be \"higher\" (more error at higher levels, e.g. a "
+                          f"noise std) or \"lower\" (e.g. bits), got {harsher!r}")
     return Parameter(tuple(keys), noise_model, tuple(sorted(levels)), xlabel, title,
-                     tuple(_overrides(sets)))
+                     tuple(_overrides(sets)), harsher)
+
+
+def _method(entry: Any, label: str, path: Path) -> tuple[str, tuple[str, ...]]:
+    """(base config, the method's own overrides) of one [methods] entry: a config path, or a table
+    {config = "file.toml", set = {"section.key" = value, ...}} (e.g. a method's own epochs)."""
+    if isinstance(entry, str) and entry:
+        return entry, ()
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{path}: methods.{label} must be the path of a config file, or a table "
+                          "{config = \"file.toml\", set = {\"train.epochs\" = 10}}")
+    bad = sorted(set(entry) - set(METHOD_KEYS))
+    if bad:
+        raise ConfigError(f"{path}: unknown key(s) methods.{label}.{', '.join(bad)}; valid: "
+                          + ", ".join(METHOD_KEYS))
+    base, sets = entry.get("config"), entry.get("set", {})
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: methods.{label}.config must be the path of a config file")
+    if not isinstance(sets, dict):
+        raise ConfigError(f"{path}: methods.{label}.set must be a table of \"section.key\" = value")
+    sets = _flatten(sets, f"{path} methods.{label}.set")
+    if "train.seed" in sets:
+        raise ConfigError(f"{path}: train.seed is set by robustness.seeds; remove it from "
+                          f"methods.{label}.set")
+    return base, tuple(_overrides(sets))
 
 
 def load_spec(path: str | Path, extra_overrides: list[str] = ()) -> Spec:
     """Parse and expand a robustness file; every run's config is validated before anything runs.
-    Precedence: method's base config < [fixed] < --set < the parameter's set < level < seed."""
+    Precedence: method's base config < [fixed] < --set < the parameter's set < the method's own
+    set < level < seed (a method's set, e.g. its epochs or weight headroom, holds on every curve;
+    its hardware.* entries on the simulated points only, the float reference has no devices)."""
     path = Path(path)
     raw = read_toml(path, "robustness", EXAMPLE, TABLES)
     head = _table(raw, "robustness", path, HEAD_KEYS)
@@ -129,14 +173,14 @@ def load_spec(path: str | Path, extra_overrides: list[str] = ()) -> Spec:
     if not methods_raw:
         raise ConfigError(f"{path}: [methods] must map each method label to its base config, e.g. "
                           "df = \"df_mlp_fmnist.toml\"")
-    methods = {}
-    for label, base in methods_raw.items():
-        if not isinstance(base, str) or not base:
-            raise ConfigError(f"{path}: methods.{label} must be the path of a config file")
+    methods, method_sets = {}, {}
+    for label, entry in methods_raw.items():
+        base, sets = _method(entry, label, path)
         methods[label] = Path(base) if Path(base).is_absolute() else path.parent / base
         if not methods[label].is_file():
             raise ConfigError(f"{path}: methods.{label} = {base!r} not found (looked for "
                               f"{methods[label]}); the path is relative to the robustness file")
+        method_sets[label] = sets
     fixed = _flatten(_table(raw, "fixed", path), f"{path} [fixed]")
     for text in extra_overrides:
         parts, value = config.parse_override(text)
@@ -160,32 +204,40 @@ def load_spec(path: str | Path, extra_overrides: list[str] = ()) -> Spec:
         clash = sorted(set(p.keys) & set(fixed))
         if clash:
             raise ConfigError(f"{path}: {', '.join(clash)} is swept and also in [fixed]/--set; keep one")
+        for label, sets in method_sets.items():
+            clash = sorted(set(p.keys) & {o.split("=", 1)[0] for o in sets})
+            if clash:
+                raise ConfigError(f"{path}: {', '.join(clash)} is swept and also set by methods.{label}; "
+                                  "keep one")
 
     runs: dict[str, Run] = {}
     points: list[Point] = []
 
     def add(method: str, overrides: list[str], label: str) -> str:
+        overrides = _overrides(fixed) + overrides
         try:
-            cfg = config.load(methods[method], _overrides(fixed) + overrides)
+            cfg = config.load(methods[method], overrides)
         except ConfigError as exc:
             raise ConfigError(f"robustness {path}, {method} {label}: {exc}") from None
         key = config_key(cfg)
         if key not in runs:
-            runs[key] = Run(key, len(runs), tuple(_overrides(fixed) + overrides), canonical_json(cfg),
-                            f"{method} {label}")
+            runs[key] = Run(key, len(runs), tuple(overrides), canonical_json(cfg), f"{method} {label}")
         return key
 
-    for seed in seeds:
-        for method in methods:
+    # method-major: a study that stops part-way (or is being extended) has whole methods, all seeds
+    for method in methods:
+        for seed in seeds:
+            own = list(method_sets[method])
             seed_set = [f"train.seed={seed}"]
-            key = add(method, ref_overrides + seed_set, f"float reference seed={seed}")
+            own_float = [o for o in own if not o.startswith("hardware.")]  # the torch run has no devices
+            key = add(method, ref_overrides + own_float + seed_set, f"float reference seed={seed}")
             points.append(Point(method, None, None, seed, key))
             for p in parameters:
                 for level in p.levels:
                     sets = [f"{k}={toml_value(level, k)}" for k in p.keys]
-                    key = add(method, list(p.overrides) + sets + seed_set,
+                    key = add(method, list(p.overrides) + own + sets + seed_set,
                               f"{p.name}={level} seed={seed}")
                     points.append(Point(method, p, level, seed, key))
     sweep = Sweep(name.strip(), path, path, tuple(runs.values()), len(points) - len(runs))
     return Spec(name.strip(), path, methods, parameters, tuple(seeds), tuple(points), sweep,
-                deploy_preset)
+                deploy_preset, method_sets)

@@ -177,10 +177,15 @@ def test_missing_file_plot_only_without_store_and_bad_workers(tmp_path, capsys):
 @pytest.mark.jitfree
 def test_shipped_robustness_config_covers_the_issue_parameters():
     spec = load_spec(CONFIGS / "robustness_fmnist.toml")
-    assert set(spec.methods) == {"df", "ff", "bp"} and len(spec.seeds) >= 3
+    assert set(spec.methods) == {"df", "dfo", "ff", "deeperforward", "sff", "bp"} and len(spec.seeds) >= 3
     models = {p.noise_model: p for p in spec.parameters}
-    assert set(models) == {"gaussian_weight", "gaussian_read", "stuck_at", "adc", "fixed_point"}
+    assert set(models) == {"gaussian_weight", "gaussian_read", "stuck_at", "adc", "fixed_point", "pcm"}
     assert models["gaussian_weight"].levels[0] == 0 and models["gaussian_weight"].levels[-1] == 0.1
-    assert models["adc"].levels == (4, 6, 8, 10) and models["fixed_point"].levels == (2, 4, 6, 8)
+    assert models["adc"].harsher == models["fixed_point"].harsher == "lower"
     assert models["stuck_at"].levels[-1] * len(models["stuck_at"].keys) == 0.1
+    assert 1.0 in models["pcm"].levels  # the pcm preset itself is a point
     assert spec.deploy_preset == "pcm"
+    assert all(spec.method_setting(m, "train.epochs") >= 3 for m in spec.methods)  # trained, not 1 epoch
+    assert spec.method_setting("dfo", "objective.block_size") == 2
+    first = load_spec(CONFIGS / "robustness_1epoch_fmnist.toml")
+    assert set(first.methods) == {"df", "ff", "bp"} and first.method_setting("df", "train.epochs") == 1

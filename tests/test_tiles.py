@@ -51,6 +51,28 @@ def test_every_preset_array_meets_the_tile_contract(name, shape):
 
 @pytest.mark.jitfree
 @pytest.mark.parametrize("name", sorted(PRESETS))
+def test_weight_range_bounds_what_the_array_holds_and_is_reached_by_large_writes(name):
+    """weight_range() (M, 1) bounds |weights()| row by row (pcm: its programming noise is not
+    clipped at g_max, so a device can end a little above it); on exact devices (ideal, fixed8) a
+    write far beyond it puts every weight at its limit — what experiments/observers.at_range_limit
+    counts (pcm writes move in granularity steps and reram in pulses: only the bound is checked)."""
+    from experiments.observers import at_range_limit
+    w, _, _ = _case((40, 90))
+    tile = make_tile(w, preset(name), np.random.default_rng(1))
+    r = tile.weight_range()
+    assert r.shape == (40, 1) and np.all(r > 0)
+    bound = 1.3 if name == "pcm" else 1 + 1e-6
+    assert np.all(np.abs(tile.weights()) <= r * bound)
+    held = tile.write(np.where(w > 0, 100.0, -100.0).astype(np.float32) * r)
+    assert np.all(np.abs(held) <= r * bound)
+    if name in ("ideal", "fixed8"):
+        assert at_range_limit([tile]) == 1.0
+        tile.write(w)
+        assert at_range_limit([tile]) < 0.05
+
+
+@pytest.mark.jitfree
+@pytest.mark.parametrize("name", sorted(PRESETS))
 def test_reads_are_x_times_w_on_ideal_devices(name):
     """With the noise models zeroed and converters ideal, every array reads x W^T of what it holds
     (digital: up to its 8-bit input rounding)."""

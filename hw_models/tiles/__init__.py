@@ -20,7 +20,8 @@ class Tile(Protocol):
     requested change through the array's update model, write(W') moves towards W' and returns
     weights(), outer_update(x, d, lr) = update(-lr d^T x) (a pulsed device with update_scheme =
     "pulse_train" draws stochastic pulse trains from x and d instead: the same update in the mean);
-    set_time(t_s) evaluates the array t_s seconds after programming (drift; a no-op for digital
+    weight_range() is the largest |weight| each output row can be written to, (out_features, 1) (a
+    pair at full conductance difference; device noise may leave a weight slightly beyond it); set_time(t_s) evaluates the array t_s seconds after programming (drift; a no-op for digital
     storage); state() / load_state() save and restore the array exactly, random streams included.
     Same Generator seed, same results."""
 
@@ -33,6 +34,8 @@ class Tile(Protocol):
     def set_time(self, t_s: float) -> None: ...
 
     def weights(self) -> np.ndarray: ...
+
+    def weight_range(self) -> np.ndarray: ...
 
     def forward(self, x: np.ndarray) -> np.ndarray: ...
 

@@ -134,6 +134,10 @@ class AnalogTile:
         """Effective weights (out, in) at the current time, without read noise."""
         return self.g_eff * self.w_max
 
+    def weight_range(self) -> np.ndarray:
+        """w_max (M, 1): the weight of a pair at full conductance difference, fixed at programming."""
+        return self.w_max
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         """y = W x for a batch x (N, in) -> (N, out)."""
         y = self.chain.mvm(x, self.g_eff, self.read_var, self.device.tile_rows)

@@ -50,6 +50,10 @@ class DigitalTile:
     def weights(self) -> np.ndarray:
         return self.codes.astype(np.float32) * self.scale
 
+    def weight_range(self) -> np.ndarray:
+        """qmax * scale (M, 1): the largest weight code times the row's scale."""
+        return self.wfmt.qmax * self.scale
+
     def _matmul(self, x: np.ndarray, transposed: bool, out_scale: np.ndarray | None) -> np.ndarray:
         """x (N, K) float times the integer matrix (codes^T if not transposed, else codes); inputs
         quantized per vector.  When K * qmax_x * qmax_w < 2^24 and below the accumulator range,

@@ -121,6 +121,10 @@ class TorchTile:
         """Effective weights (out, in) at the current time, without read noise."""
         return self.g_eff * self.w_max
 
+    def weight_range(self) -> torch.Tensor:
+        """w_max (M, 1): the weight of a pair at full conductance difference, fixed at programming."""
+        return self.w_max
+
     def forward(self, x) -> torch.Tensor:
         """y = W x for a batch x (N, in) -> (N, out)."""
         y = self.chain.mvm(self._tensor(x), self.g_eff, self.read_var, self.device.tile_rows) * self.w_max.T
