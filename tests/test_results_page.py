@@ -153,23 +153,15 @@ dir = "{out}"
 command = "onchip-ff robustness study.toml --out OUT"
 """
 
+# the tiny study's [fixed] data and model (synthetic, 16-16), with a validation split and 3 epochs
+FIXED = TINY[TINY.index("[fixed]"):TINY.index("[reference]")].replace(
+    '"train.epochs" = 1', '"train.epochs" = 3\n"data.val_fraction" = 0.2')
 SWEEP = f"""
 [sweep]
 name = "tiny_ref"
 base = "{CONFIGS / 'df_mlp_fmnist.toml'}"
 seeds = [0, 1]
-
-[fixed]
-"data.name" = "synthetic"
-"data.synthetic_train" = 300
-"data.synthetic_test" = 200
-"data.val_fraction" = 0.2
-"model.hidden" = [16, 16]
-"train.epochs" = 3
-"train.batch_size" = 50
-"train.threads" = 1
-"train.lr" = 3e-3
-
+{FIXED}
 [[variants]]
 
 [[variants]]
