@@ -267,9 +267,10 @@ def study_section(study: Study, spec, rows, out_dir: Path, raw: list[dict[str, A
     if spec.deploy_preset:
         plot_drift(spec, rows, out_dir / f"{stem}_drift.png")
         out += [f"![drift]({stem}_drift.png)", ""]
-    out += ["**Which methods degrade less?** (change of test accuracy from each parameter's clean "
-            f"level, paired by seed; compared with {study.baseline} where the difference exceeds two "
-            "standard errors of the seed means)", ""]
+    out += ["**Which methods degrade less?** Per parameter: each method's change of test accuracy from "
+            "the clean level to the harshest (points, mean ± std over seeds, paired by seed; best "
+            f"first), then each method against {study.baseline} at every level — \"degrades less/more\" "
+            "only where the two mean changes differ by more than two standard errors of the seed means.", ""]
     out += [f"- {a}" for a in answers(spec, rows, study.baseline)]
     out += ["", *range_table(spec, rows)]
     tables = markdown(spec, rows).split("\n", 1)[1]  # without its own heading

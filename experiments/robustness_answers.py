@@ -82,12 +82,15 @@ def parameter_answer(spec: Spec, rows: list[dict[str, Any]], p: Parameter, basel
     ranked = sorted((d for d in at_harsh.values() if d is not None), key=lambda d: -d.mean)
     if not ranked:
         return f"**{p.title}**: no finished runs yet."
-    text = [f"**{p.title}**, clean level {clean_level(p):g} → harshest {harsh:g} ({p.xlabel}): "
-            + ", ".join(f"{d.method} {_pts(d.mean)} ± {_pts(d.std, False)}" for d in ranked)
-            + " points (change of test accuracy, mean ± std over seeds, best first)."]
+    text = [f"**{p.title}** ({p.xlabel}), {clean_level(p):g} → {harsh:g}: "
+            + ", ".join(f"{d.method} {_pts(d.mean)} ± {_pts(d.std, False)}" for d in ranked) + " points."]
     base = {d.level: d for d in per_method.get(baseline, [])}
     for m, ds in per_method.items():
-        if m == baseline or not base:
+        if m == baseline or not base or not ds:
+            continue
+        shared = [d for d in ds if d.level in base]
+        if not shared or min(min(d.seeds, base[d.level].seeds) for d in shared) < 2:
+            text.append(f"{m} vs {baseline}: not compared yet (fewer than 2 seeds at some level).")
             continue
         better = [d.level for d in ds if d.level in base and differs(d, base[d.level])
                   and d.mean > base[d.level].mean]
