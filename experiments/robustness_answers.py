@@ -92,22 +92,18 @@ def parameter_answer(spec: Spec, rows: list[dict[str, Any]], p: Parameter, basel
         if not shared or min(min(d.seeds, base[d.level].seeds) for d in shared) < 2:
             text.append(f"{m} vs {baseline}: not compared yet (fewer than 2 seeds at some level).")
             continue
-        better = [d.level for d in ds if d.level in base and differs(d, base[d.level])
-                  and d.mean > base[d.level].mean]
-        worse = [d.level for d in ds if d.level in base and differs(d, base[d.level])
-                 and d.mean < base[d.level].mean]
+        sig = [d for d in shared if differs(d, base[d.level])]
+        better = ", ".join(f"{d.level:g} ({_pts(d.mean - base[d.level].mean)})" for d in sig if d.mean > base[d.level].mean)
+        worse = ", ".join(f"{d.level:g} ({_pts(d.mean - base[d.level].mean)})" for d in sig if d.mean < base[d.level].mean)
         d_h, b_h = at_harsh.get(m), base.get(harsh)
-        gap = (f" (at {harsh:g}: {_pts(d_h.mean - b_h.mean):s} points)"
-               if d_h is not None and b_h is not None else "")
-        if better and not worse:
-            text.append(f"{m} degrades less than {baseline} at {', '.join(f'{v:g}' for v in better)}{gap}.")
-        elif worse and not better:
-            text.append(f"{m} degrades more than {baseline} at {', '.join(f'{v:g}' for v in worse)}{gap}.")
-        elif better and worse:
-            text.append(f"{m} degrades less than {baseline} at {', '.join(f'{v:g}' for v in better)} and "
-                        f"more at {', '.join(f'{v:g}' for v in worse)}{gap}.")
+        gap = f"{_pts(d_h.mean - b_h.mean)} points at {harsh:g}" if d_h is not None and b_h is not None else ""
+        if better or worse:
+            parts = ([f"less than {baseline} at {better}"] if better else []) + ([f"more at {worse}"
+                                                                                  if better else f"more than {baseline} at {worse}"] if worse else [])
+            text.append(f"{m} degrades {' and '.join(parts)} points (its change minus {baseline}'s).")
         else:
-            text.append(f"{m} and {baseline}: no difference beyond two standard errors{gap}.")
+            text.append(f"{m} and {baseline}: no difference beyond two standard errors"
+                        + (f" ({gap})." if gap else "."))
     return " ".join(text)
 
 

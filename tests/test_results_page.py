@@ -94,7 +94,7 @@ def test_answers_say_less_only_beyond_two_standard_errors(tmp_path):
     clear = _rows({("df", 0.0): [0.90, 0.91, 0.89], ("df", 0.1): [0.85, 0.86, 0.84],
                    ("bp", 0.0): [0.90, 0.91, 0.89], ("bp", 0.1): [0.70, 0.72, 0.68]})
     text = parameter_answer(spec, clear, p, "bp")
-    assert "df degrades less than bp at 0.1 (at 0.1: +15.0 points)" in text
+    assert "df degrades less than bp at 0.1 (+15.0) points (its change minus bp's)." in text
     assert text.index("df -5.0 ± 0.0") < text.index("bp -20.0 ± 0.8")  # best first
     noisy = _rows({("df", 0.0): [0.90, 0.90, 0.90], ("df", 0.1): [0.85, 0.75, 0.80],
                    ("bp", 0.0): [0.90, 0.90, 0.90], ("bp", 0.1): [0.84, 0.74, 0.79]})
