@@ -220,9 +220,7 @@ def convergence_section(c: Convergence, studies: list[tuple[Study, Any, list]]) 
         for m in spec.methods:
             accs = [r["test_accuracy"] for r in rows if r["method"] == m and r["parameter"] == "float_reference"
                     and r["test_accuracy"] is not None]
-            ref_key = next(p.key for p in spec.points if p.method == m and p.parameter is None)
-            ref_cfg = flatten(json.loads(next(r.config_json for r in spec.sweep.runs if r.key == ref_key)))
-            long = runs.get(_signature(ref_cfg), {}).get("long")
+            long = runs.get(_signature(flatten(spec.method_config(m))), {}).get("long")
             epochs = spec.method_setting(m, "train.epochs")
             if not accs or long is None:
                 ref = f"{np.mean(accs):.4f}" if accs else "–"

@@ -63,16 +63,19 @@ class Spec:
     deploy_preset: str  # "" = no drift curves
     method_sets: dict[str, tuple[str, ...]] = None  # method label -> its own `section.key=value`
 
+    def method_config(self, method: str) -> dict[str, Any]:
+        """The resolved config (nested dict) of the method's float reference; {} when the study holds
+        no run of it."""
+        point = next((p for p in self.points if p.method == method and p.parameter is None), None)
+        if point is None:
+            return {}
+        return json.loads(next(r.config_json for r in self.sweep.runs if r.key == point.key))
+
     def method_setting(self, method: str, key: str) -> Any:
         """The value of config field `key` (e.g. "train.epochs") in the method's float reference,
         or None when the study holds no run of it."""
-        point = next((p for p in self.points if p.method == method and p.parameter is None), None)
-        if point is None:
-            return None
-        run = next(r for r in self.sweep.runs if r.key == point.key)
         section, field = key.split(".", 1)
-        return json.loads(run.config_json).get(section, {}).get(field)
-
+        return self.method_config(method).get(section, {}).get(field)
 
 def _table(raw: dict[str, Any], name: str, path: Path, allowed: tuple[str, ...] | None = None) -> dict:
     value = raw.get(name, {})
