@@ -14,98 +14,97 @@ from typing import Any
 
 import numpy as np
 
+from common.coerce import check
 from common.errors import ConfigError
-from common.tomlfile import read_toml
+from common.tomlfile import read_toml, typed
 from experiments.runner.export import flatten
 
 EXAMPLE = "experiments/configs/results_page.toml"
 TABLES = ("page", "reference", "convergence", "robustness")
 
 
+def _required(obj: Any, table: str, names: tuple[str, ...]) -> None:
+    for name in names:
+        check(bool(getattr(obj, name)), f"{table}.{name}", "a non-empty string", getattr(obj, name))
+
+
 @dataclass(frozen=True)
 class ReferenceTable:
-    title: str
-    store: Path
-    command: str  # what fills the store
-    by: str  # config field grouping the runs (one line per value), e.g. objective.method
-    paper: dict[str, str]  # group value -> the papers' figure, as text with its source
+    """[[reference]]: one table of accuracy references."""
+
+    title: str = ""
+    store: str = ""  # results store, a path from the repository root
+    command: str = ""  # what fills the store
+    by: str = "objective.method"  # config field grouping the runs (one line per value)
+    paper: dict[str, str] | None = None  # group value -> the papers' figure, as text with its source
+
+    def __post_init__(self) -> None:
+        _required(self, "reference", ("title", "store", "command", "by"))
 
 
 @dataclass(frozen=True)
 class Convergence:
-    store: Path
-    command: str
-    within: float  # accuracy (fraction) below the best validation accuracy that counts as converged
+    """[convergence]: the long and shorter runs of each method."""
+
+    store: str = ""
+    command: str = ""
+    within: float = 0.01  # accuracy (fraction) below the best validation accuracy that counts as converged
+
+    def __post_init__(self) -> None:
+        _required(self, "convergence", ("store", "command"))
+        check(0 < self.within < 1, "convergence.within", "an accuracy difference in (0, 1), e.g. 0.01",
+              self.within)
 
 
 @dataclass(frozen=True)
 class Study:
-    config: Path  # robustness file
-    dir: Path  # its --out folder (store: DIR/robustness.sqlite)
-    command: str
-    baseline: str  # method the others are compared with
+    """[[robustness]]: a robustness study on the page."""
+
+    config: str = ""  # robustness file
+    dir: str = ""  # its --out folder (store: DIR/robustness.sqlite)
+    command: str = ""
+    baseline: str = "bp"  # method the others are compared with
+
+    def __post_init__(self) -> None:
+        _required(self, "robustness", ("config", "dir", "command", "baseline"))
 
 
 @dataclass(frozen=True)
 class Page:
-    title: str
-    intro: str
-    references: tuple[ReferenceTable, ...]
-    convergence: Convergence | None
-    studies: tuple[Study, ...]
+    title: str = "Results"
+    intro: str = ""
+    references: tuple[ReferenceTable, ...] = ()
+    convergence: Convergence | None = None
+    studies: tuple[Study, ...] = ()
 
 
-def _str(table: dict, key: str, where: str, default: str | None = None) -> str:
-    value = table.get(key, default)
-    if not isinstance(value, str) or (default is None and not value):
-        raise ConfigError(f"{where}.{key} must be a string")
-    return value
-
-
-def _keys(table: Any, allowed: tuple[str, ...], where: str) -> dict:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where} must be a table")
-    bad = sorted(set(table) - set(allowed))
-    if bad:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(bad)}; valid: {', '.join(allowed)}")
-    return table
+def _tables(raw: dict[str, Any], name: str, path: Path) -> list[dict[str, Any]]:
+    tables = raw.get(name, [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError(f"{path}: {name} entries are [[{name}]] tables")
+    return tables
 
 
 def load_page(path: str | Path) -> Page:
-    """Parse a results-page file; paths in it are relative to the working directory (the repository
-    root), as the commands that fill the stores write them."""
+    """Parse a results-page file (typed tables, common/tomlfile.py); paths in it are relative to the
+    working directory (the repository root), as the commands that fill the stores write them."""
     path = Path(path)
     raw = read_toml(path, "results page", EXAMPLE, TABLES)
-    head = _keys(raw.get("page", {}), ("title", "intro"), f"{path} [page]")
     refs = []
-    for i, t in enumerate(raw.get("reference", [])):
-        where = f"{path} [[reference]] #{i + 1}"
-        t = _keys(t, ("title", "store", "command", "by", "paper"), where)
+    for t in _tables(raw, "reference", path):
         paper = t.get("paper", {})
         if not isinstance(paper, dict) or not all(isinstance(v, str) for v in paper.values()):
-            raise ConfigError(f"{where}.paper must map a group value to text, e.g. df = \"93.89 (Wu et al. 2024)\"")
-        refs.append(ReferenceTable(_str(t, "title", where), Path(_str(t, "store", where)),
-                                   _str(t, "command", where), _str(t, "by", where, "objective.method"),
-                                   dict(paper)))
-    conv = None
-    if "convergence" in raw:
-        where = f"{path} [convergence]"
-        t = _keys(raw["convergence"], ("store", "command", "within"), where)
-        within = t.get("within", 0.01)
-        if not isinstance(within, (int, float)) or not 0 < within < 1:
-            raise ConfigError(f"{where}.within must be an accuracy difference in (0, 1), e.g. 0.01")
-        conv = Convergence(Path(_str(t, "store", where)), _str(t, "command", where), float(within))
-    studies = []
-    for i, t in enumerate(raw.get("robustness", [])):
-        where = f"{path} [[robustness]] #{i + 1}"
-        t = _keys(t, ("config", "dir", "command", "baseline"), where)
-        studies.append(Study(Path(_str(t, "config", where)), Path(_str(t, "dir", where)),
-                             _str(t, "command", where), _str(t, "baseline", where, "bp")))
-    return Page(_str(head, "title", f"{path} [page]", "Results"), _str(head, "intro", f"{path} [page]", ""),
-                tuple(refs), conv, tuple(studies))
+            raise ConfigError(f"{path}: reference.paper must map a group value to text, e.g. df = "
+                              "\"93.89 (Wu et al. 2024)\"")
+        refs.append(typed(ReferenceTable, {k: v for k, v in t.items() if k != "paper"}, "reference", str(path),
+                          paper=dict(paper)))
+    conv = typed(Convergence, raw["convergence"], "convergence", str(path)) if "convergence" in raw else None
+    studies = tuple(typed(Study, t, "robustness", str(path)) for t in _tables(raw, "robustness", path))
+    return typed(Page, raw.get("page", {}), "page", str(path), references=tuple(refs), convergence=conv,
+                 studies=studies)
 
 
-def _rows(store: Path) -> list[dict[str, Any]]:
+def _rows(store: str | Path) -> list[dict[str, Any]]:
     from experiments.runner.store import Store
     with Store(store, readonly=True) as s:
         return s.rows()
@@ -131,7 +130,7 @@ def _label(cfg: dict[str, Any]) -> str:
     return method
 
 
-def _missing(store: Path, command: str) -> list[str]:
+def _missing(store: str | Path, command: str) -> list[str]:
     return [f"Not run yet (no store at `{store}`): `{command}`", ""]
 
 
@@ -140,7 +139,7 @@ def reference_section(t: ReferenceTable) -> list[str]:
     papers' figure beside it."""
     from experiments.runner.export import select_best
     out = [f"### {t.title}", ""]
-    if not t.store.is_file():
+    if not Path(t.store).is_file():
         return out + _missing(t.store, t.command)
     selected = [(r, _flat(r)) for r in _rows(t.store)]
     best = select_best(selected, [t.by])
@@ -151,7 +150,7 @@ def reference_section(t: ReferenceTable) -> list[str]:
         group = e["group"][0]
         setting = ", ".join(f"{k} = {v}" for k, v in e["setting"].items() if k != t.by) or "–"
         out.append(f"| {group} | {setting} | {e['seeds']} | {e['val_mean']:.4f} ± {e['val_std']:.4f} | "
-                   f"**{e['test_mean']:.4f} ± {e['test_std']:.4f}** | {t.paper.get(group, '–')} |")
+                   f"**{e['test_mean']:.4f} ± {e['test_std']:.4f}** | {(t.paper or {}).get(group, '–')} |")
     return out + [""]
 
 
@@ -193,7 +192,7 @@ def convergence_section(c: Convergence, studies: list[tuple[Study, Any, list]]) 
     """Epochs per method (chosen on validation), and for each robustness study whether its float
     references are within c.within of the converged test accuracy."""
     out = ["## Epochs to convergence", ""]
-    if not c.store.is_file():
+    if not Path(c.store).is_file():
         return out + _missing(c.store, c.command)
     runs = convergence_runs(c)
     shorts = sorted({e for r in runs.values() for e in r["short"]})
@@ -253,7 +252,7 @@ def study_section(study: Study, spec, rows, out_dir: Path, raw: list[dict[str, A
     from experiments.robustness_report import markdown, plot_drift, plot_robustness
     out = [f"## Robustness: {spec.name}" if spec else f"## Robustness: {study.config}", ""]
     if spec is None or rows is None:
-        return out + _missing(study.dir / "robustness.sqlite", study.command)
+        return out + _missing(Path(study.dir) / "robustness.sqlite", study.command)
     total = len(spec.points)
     done = sum(1 for r in rows[:total] if r["status"] == "done")  # csv_rows: the points come first
     epochs = ", ".join(f"{m} {spec.method_setting(m, 'train.epochs')}" for m in spec.methods)
@@ -304,7 +303,7 @@ def write_page(page: Page, out_dir: Path) -> Path:
     loaded = []
     for s in page.studies:
         spec = load_spec(s.config)
-        store = s.dir / "robustness.sqlite"
+        store = Path(s.dir) / "robustness.sqlite"
         raw = _rows(store) if store.is_file() else None
         loaded.append((s, spec, csv_rows(spec, raw) if raw is not None else None, raw))
     lines = [f"# {page.title}", "", "Generated by `onchip-ff results-page` from the results stores; "

@@ -205,7 +205,7 @@ def test_results_page_from_real_stores_and_missing_ones(tmp_path, capsys):
     (("[page]", "[pag]"), "unknown table(s) pag"),
     (('command = "onchip-ff sweep conv.toml"', 'command = "x"\nwithin = 2'), "within must be"),
     (('paper = { df = "93.89 (paper)" }', "paper = { df = 93.89 }"), "paper must map"),
-    (('title = "tiny references"', 'title = "t"\nbogus = 1'), "unknown key(s) bogus"),
+    (('title = "tiny references"', 'title = "t"\nbogus = 1'), "unknown key reference.bogus"),
 ])
 def test_bad_page_files_are_one_line_errors(tmp_path, capsys, edit, message):
     text = PAGE.format(ref="r", conv="c", study="s", out="o").replace(*edit, 1)
