@@ -75,7 +75,8 @@ class ProgressBar(Observer):
             self.bar.set_postfix(epoch=run.epoch, loss=f"{loss:.4f}")
 
     def on_epoch(self, run: Run) -> None:
-        self.bar.set_postfix(epoch=run.epoch, test_acc=f"{run.metrics['test_accuracy']:.4f}")
+        last = run.metrics["history"][-1]["test_accuracy"]
+        self.bar.set_postfix(epoch=run.epoch, test_acc="-" if last is None else f"{last:.4f}")
 
     def after_training(self, run: Run) -> None:
         self.close()
@@ -192,9 +193,10 @@ def resume_state(run_dir: Path) -> tuple[Config, dict | None]:
                           "run it again with a new --out") from None
     if config_mod.to_dict(config_mod.from_dict(ckpt["config"], "checkpoint.pt", stored=True)) != config_mod.to_dict(cfg):
         raise ConfigError(f"--resume {run_dir}: checkpoint.pt was written for another config.toml")
-    metrics.update(history=history, epochs=epoch, test_accuracy=last["test_accuracy"],
-                   train_accuracy=last["train_accuracy"], wall_s=last["wall_s"])
+    measured = [row for row in history if row["test_accuracy"] is not None] or [last]  # train.eval_every
+    metrics.update(history=history, epochs=epoch, test_accuracy=measured[-1]["test_accuracy"],
+                   train_accuracy=measured[-1]["train_accuracy"], wall_s=last["wall_s"])
     metrics.pop("error", None)
     if "val_accuracy" in last:
-        metrics["val_accuracy"] = last["val_accuracy"]
+        metrics["val_accuracy"] = measured[-1]["val_accuracy"]
     return cfg, {"checkpoint": ckpt, "metrics": metrics}

@@ -149,6 +149,7 @@ def reference_section(t: ReferenceTable) -> list[str]:
     for e in best:
         group = e["group"][0]
         setting = ", ".join(f"{k} = {v}" for k, v in e["setting"].items() if k != t.by) or "–"
+        setting += f" (best of {e['compared']} finished)" if e["compared"] > 1 else " (the only one finished)"
         out.append(f"| {group} | {setting} | {e['seeds']} | {e['val_mean']:.4f} ± {e['val_std']:.4f} | "
                    f"**{e['test_mean']:.4f} ± {e['test_std']:.4f}** | {(t.paper or {}).get(group, '–')} |")
     return out + [""]

@@ -59,6 +59,8 @@ class DataConfig:
         _check(self.n_classes == 0 or self.n_classes >= 2, "data.n_classes", "0 (from the labels) or >= 2",
                self.n_classes)
         _check(0 <= self.val_fraction < 1, "data.val_fraction", "in [0, 1)", self.val_fraction)
+        for name in ("val_seed", "synthetic_seed", "corruption_seed"):
+            _check(getattr(self, name) >= 0, f"data.{name}", ">= 0 (numpy seeds are non-negative)", getattr(self, name))
         _check(self.train_limit >= 0, "data.train_limit", ">= 0 (0 = all)", self.train_limit)
         _check(self.test_limit >= 0, "data.test_limit", ">= 0 (0 = all)", self.test_limit)
         _check(self.synthetic_train >= 1, "data.synthetic_train", ">= 1", self.synthetic_train)
@@ -126,9 +128,13 @@ class TrainConfig:
     device: str = "cpu"  # torch device of the float reference: "cpu" or "cuda" (hardware.backend = "torch" only)
     eval_batch_size: int = 1000
     train_eval_samples: int = 10000  # train_accuracy is measured on the first N training samples; 0 = all
+    eval_every: int = 1  # measure test, train and validation accuracy after every N-th epoch and after the last
+    augment_shift_px: int = 0  # images: shift each training sample by up to ±N pixels per axis, black border (pad-and-random-crop); 0 = off
+    augment_flip: bool = False  # images: mirror each training sample left-right with probability 1/2
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "train.epochs", ">= 1", self.epochs)
+        _check(self.seed >= 0, "train.seed", ">= 0 (numpy and torch seeds are non-negative)", self.seed)
         _check(self.batch_size >= 1, "train.batch_size", ">= 1", self.batch_size)
         _choice("train.optimizer", self.optimizer, ("adam", "sgd", "momentum"))
         _check(self.lr > 0, "train.lr", "> 0", self.lr)
@@ -140,6 +146,15 @@ class TrainConfig:
         _check(self.eval_batch_size >= 1, "train.eval_batch_size", ">= 1", self.eval_batch_size)
         _check(self.train_eval_samples >= 0, "train.train_eval_samples", ">= 0 (0 = all)",
                self.train_eval_samples)
+        _check(self.eval_every >= 1, "train.eval_every", ">= 1 (1 = after every epoch; the last epoch always)",
+               self.eval_every)
+        _check(0 <= self.augment_shift_px <= 16, "train.augment_shift_px", "0..16 pixels (0 = off)",
+               self.augment_shift_px)
+
+    @property
+    def augments(self) -> bool:
+        """Whether training batches are augmented (train.augment_shift_px > 0 or train.augment_flip)."""
+        return self.augment_shift_px > 0 or self.augment_flip
 
 
 @dataclass(frozen=True)

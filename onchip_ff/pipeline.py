@@ -191,6 +191,9 @@ def check_pipeline(cfg: Config) -> None:
         raise ConfigError("the layer pipeline runs hardware.backend = 'torch' only")
     if cfg.train.lr_schedule not in ("constant", "cosine"):
         raise ConfigError(f"train.lr_schedule {cfg.train.lr_schedule!r} is not supported by the pipeline")
+    if cfg.train.augments:
+        raise ConfigError("the layer pipeline times the trainer's plain batches; set train.augment_shift_px = 0 "
+                          "and train.augment_flip = false")
 
 
 def run_pipeline(cfg: Config, processes: int, max_steps: int = 0, threads: int = 1,

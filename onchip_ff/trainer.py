@@ -17,12 +17,13 @@ import numpy as np
 import torch
 
 import onchip_ff
-from common.errors import DivergedError
+from common.errors import ConfigError, DivergedError
 from hw_models.blas import threads
 from onchip_ff import config as config_mod
+from onchip_ff.augment import augment
 from onchip_ff.checkpoint import learner_state, restore_learner
 from onchip_ff.config import Config
-from onchip_ff.data import Dataset
+from onchip_ff.data import Dataset, standardize
 from onchip_ff.methods import build_learner
 
 
@@ -49,7 +50,6 @@ def set_learning_rates(optimizers, t, step: int, total_steps: int) -> None:
 
 def check_device(cfg: Config) -> str:
     """The torch device of the run (train.device), or ConfigError when it cannot be used."""
-    from common.errors import ConfigError
     device = cfg.train.device
     if device == "cuda":
         if cfg.hardware.backend == "sim":
@@ -67,6 +67,8 @@ def check_device(cfg: Config) -> str:
     return device
 
 
+AUGMENT_STREAM = 1  # the augmentation generator is default_rng([train.seed, AUGMENT_STREAM]): its own
+# stream, so switching augmentation on leaves shuffling, initialization and negatives as they were
 LOSS_WARN_FACTOR = 10.0  # an epoch's mean loss above this times the first step's warns (divergence)
 
 
@@ -86,6 +88,7 @@ class Run:
     steps_per_epoch: int
     epoch: int = 0
     resumed: bool = False  # continued from a checkpoint (train(..., resume=...))
+    aug_rng: np.random.Generator | None = None  # the augmentation draws (train.augment_*), else None
 
 
 @dataclass
@@ -140,7 +143,8 @@ class Observer:
 def train(cfg: Config, data: Dataset, observers: Sequence[Observer] = (),
           resume: dict[str, Any] | None = None) -> RunResult:
     """Train per cfg on data: seeded initialization, shuffling per epoch, train_step per batch,
-    test, train (and validation) accuracy after every epoch.  Non-finite values — the loss at any
+    test, train (and validation) accuracy after every train.eval_every-th epoch and the last (the
+    history rows of the others hold None).  Non-finite values — the loss at any
     step, the weights or the simulated arrays' conductances after an epoch — raise DivergedError;
     an epoch's mean loss above LOSS_WARN_FACTOR times the first step's warns.  resume: a checkpoint
     (`checkpoint(run)`) and the metrics it was written with: training continues after its epoch,
@@ -152,9 +156,12 @@ def train(cfg: Config, data: Dataset, observers: Sequence[Observer] = (),
 
 def checkpoint(run: Run) -> dict[str, Any]:
     """The run's state after run.epoch, as tensors and plain values (onchip_ff.checkpoint): the
-    learner's, the RNGs' (numpy: shuffling; torch: initialization, negatives)."""
-    return {**learner_state(run.learner), "config": config_mod.to_dict(run.cfg), "epoch": run.epoch,
-            "rng": run.rng.bit_generator.state, "torch_generator": run.generator.get_state()}
+    learner's, the RNGs' (numpy: shuffling and augmentation; torch: initialization, negatives)."""
+    state = {**learner_state(run.learner), "config": config_mod.to_dict(run.cfg), "epoch": run.epoch,
+             "rng": run.rng.bit_generator.state, "torch_generator": run.generator.get_state()}
+    if run.aug_rng is not None:
+        state["augment_rng"] = run.aug_rng.bit_generator.state
+    return state
 
 
 def _check_finite(learner, epoch: int) -> None:
@@ -188,11 +195,21 @@ def _train(cfg: Config, data: Dataset, observers: Sequence[Observer], resume: di
     n = len(data.y_train)
     steps = math.ceil(n / t.batch_size)
     run = Run(cfg, data, learner, metrics, rng, generator, device, steps)
+    aug_rng = np.random.default_rng([t.seed, AUGMENT_STREAM]) if t.augments else None
+    if t.augments:
+        if data.x_train.ndim != 4:
+            raise ConfigError(f"train.augment_shift_px / train.augment_flip shift and mirror images, but "
+                              f"data '{data.name}' gives vectors of shape {data.x_train.shape[1:]}; "
+                              "turn augmentation off")
+        run.aug_rng = aug_rng
+        black = float(standardize(np.zeros(1, np.float32), data.mean, data.std)[0])
     first = 1
     if resume is not None:
         restore_learner(learner, resume["checkpoint"])
         rng.bit_generator.state = resume["checkpoint"]["rng"]
         generator.set_state(resume["checkpoint"]["torch_generator"])
+        if aug_rng is not None:
+            aug_rng.bit_generator.state = resume["checkpoint"]["augment_rng"]
         metrics.update(resume["metrics"], status="running")
         first = run.epoch = resume["checkpoint"]["epoch"] + 1
         run.resumed = True
@@ -210,7 +227,11 @@ def _train(cfg: Config, data: Dataset, observers: Sequence[Observer], resume: di
             for s in range(steps):
                 set_learning_rates(learner.optimizers, t, (epoch - 1) * steps + s, t.epochs * steps)
                 idx = perm[s * t.batch_size:(s + 1) * t.batch_size]
-                if device == "cpu":
+                if aug_rng is not None:  # drawn on the CPU, so every device sees the same batches
+                    xb = torch.from_numpy(augment(data.x_train[idx], aug_rng, t.augment_shift_px,
+                                                  t.augment_flip, black)).to(device)
+                    yb = torch.from_numpy(data.y_train[idx]).to(device)
+                elif device == "cpu":
                     xb, yb = torch.from_numpy(data.x_train[idx]), torch.from_numpy(data.y_train[idx])
                 else:  # the whole training set lives on the device
                     idx_t = torch.from_numpy(idx).to(device)
@@ -230,17 +251,18 @@ def _train(cfg: Config, data: Dataset, observers: Sequence[Observer], resume: di
             for o in observers:
                 o.before_eval(run)
             learner.eval()
-            test_acc = accuracy(learner, data.x_test, data.y_test, t.eval_batch_size, device)
-            train_acc = accuracy(learner, data.x_train[:n_eval], data.y_train[:n_eval], t.eval_batch_size,
-                                 device)
-            wall = time.perf_counter() - start
-            row = {"epoch": epoch, "loss": loss_sum / steps, "train_accuracy": train_acc,
-                   "test_accuracy": test_acc, "wall_s": wall}
-            metrics.update(epochs=epoch, test_accuracy=test_acc, train_accuracy=train_acc,
-                           wall_s=wall, train_s=train_s)
-            if len(data.y_val):  # the held-out split that model selection reads (never the test set)
-                row["val_accuracy"] = metrics["val_accuracy"] = accuracy(
-                    learner, data.x_val, data.y_val, t.eval_batch_size, device)
+            row = {"epoch": epoch, "loss": loss_sum / steps, "train_accuracy": None, "test_accuracy": None}
+            if len(data.y_val):
+                row["val_accuracy"] = None
+            if epoch % t.eval_every == 0 or epoch == t.epochs:  # else the row keeps None (not measured)
+                row["test_accuracy"] = accuracy(learner, data.x_test, data.y_test, t.eval_batch_size, device)
+                row["train_accuracy"] = accuracy(learner, data.x_train[:n_eval], data.y_train[:n_eval],
+                                                 t.eval_batch_size, device)
+                if len(data.y_val):  # the held-out split that model selection reads (never the test set)
+                    row["val_accuracy"] = accuracy(learner, data.x_val, data.y_val, t.eval_batch_size, device)
+                metrics.update({k: row[k] for k in ("test_accuracy", "train_accuracy", "val_accuracy") if k in row})
+            row["wall_s"] = wall = time.perf_counter() - start
+            metrics.update(epochs=epoch, wall_s=wall, train_s=train_s)
             metrics["history"].append(row)
             _check_finite(learner, epoch)
             first_loss = metrics["first_loss"]

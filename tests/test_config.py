@@ -112,3 +112,10 @@ def test_shipped_configs_load_and_build(name):
     learner = build_learner(cfg, (1, 28, 28), 10, torch.Generator().manual_seed(0))
     scores = learner.scores(torch.zeros(2, 1, 28, 28))
     assert scores.shape == (2, 10) and torch.isfinite(scores).all()
+
+
+@pytest.mark.jitfree
+@pytest.mark.parametrize("key", ["train.seed", "data.val_seed", "data.synthetic_seed", "data.corruption_seed"])
+def test_negative_seeds_are_config_errors_not_numpy_tracebacks(key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.") + " must be >= 0"):
+        config.load(None, [f"{key}=-1"])

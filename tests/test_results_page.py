@@ -115,6 +115,22 @@ def test_best_val_is_chosen_on_validation():
     assert best_val([{"epoch": 1, "test_accuracy": 0.5}]) is None
 
 
+@pytest.mark.jitfree
+def test_the_reference_choice_says_how_many_settings_it_was_chosen_from():
+    from experiments.runner.export import select_best
+
+    def row(method, lr, seed, val, test):
+        cfg = {"objective.method": method, "train.lr": lr, "train.seed": seed}
+        return {"status": "done", "metrics": json.dumps({"val_accuracy": val}), "test_accuracy": test}, cfg
+
+    rows = [row("df", 1e-3, 0, 0.90, 0.80), row("df", 1e-3, 1, 0.92, 0.81), row("df", 3e-4, 0, 0.905, 0.99),
+            row("bp", 1e-3, 0, 0.89, 0.88)]
+    best = {e["group"][0]: e for e in select_best(rows, ["objective.method"])}
+    assert best["df"]["setting"]["train.lr"] == 1e-3 and best["df"]["seeds"] == 2  # mean val 0.91 > 0.905
+    assert best["df"]["compared"] == 2 and best["bp"]["compared"] == 1
+    assert best["df"]["test_mean"] == pytest.approx(0.805)  # the test accuracy never chooses
+
+
 def _run(method, schedule, vals, block=1):
     cfg = {"objective": {"method": method, "block_size": block}, "train": {"lr_schedule": schedule}}
     history = [{"epoch": i + 1, "val_accuracy": v, "test_accuracy": v - 0.01} for i, v in enumerate(vals)]
@@ -191,6 +207,7 @@ def test_results_page_from_real_stores_and_missing_ones(tmp_path, capsys):
     text = (docs / "results.md").read_text()
     assert "Not run yet" not in text
     assert "| df |" in text and "93.89 (paper)" in text and "| bp |" in text
+    assert text.count("(the only one finished)") == 2  # one setting per method in this sweep
     assert "## Epochs to convergence" in text and "| study epochs |" in text
     assert "20 of 20 points finished" in text and "degrade" in text and "Compute: 16 runs finished" in text
     assert "drift, no compensation** (time after programming, s), 1 → 86400: " in text  # the drift answers

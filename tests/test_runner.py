@@ -255,13 +255,15 @@ def test_ctrl_c_then_sigkill_then_resume_loses_nothing_and_duplicates_nothing(tm
     released = sum(r["status"] == "pending" and r["attempts"] > 0 for r in rows(store))
 
     second = sweep_process(sweep, store)
-    while True:  # freeze the sweep process so the store cannot change between the look and the kill
+    while True:  # freeze the sweep process so the store cannot change between the look and the kill;
+        # the row is claimed before its worker process exists, so wait for both
         wait_for(lambda: counts(store)["running"] == 1, "a run in progress", second)
         second.send_signal(signal.SIGSTOP)
-        if counts(store)["running"] == 1:
+        children = descendants(second.pid)
+        if counts(store)["running"] == 1 and children:
             break
         second.send_signal(signal.SIGCONT)
-    children = descendants(second.pid)
+        time.sleep(0.05)
     second.kill()
     second.communicate(timeout=60)
     assert children  # the forkserver and the run in progress
@@ -315,6 +317,8 @@ def test_rows_stored_by_older_code_are_rekeyed_not_rerun(tmp_path, capsys):
     con.close()
     assert not set(before) & {r["key"] for r in rows(store)}
     capsys.readouterr()
+    assert main([*argv, "--dry-run"]) == 0  # lists them as done, and moves nothing
+    assert capsys.readouterr().out.count(" done ") == 2 and not set(before) & {r["key"] for r in rows(store)}
     assert main(argv) == 0
     assert "(2 done, 0 failed, 0 to run)" in capsys.readouterr().err
     after = {r["key"]: r for r in rows(store)}
@@ -335,3 +339,17 @@ def test_mlp_reference_sweep_chooses_on_a_validation_split():
         assert {(c.train.lr, c.train.seed) for c in mine} == {(lr, s) for lr in (3e-4, 1e-3, 2e-3) for s in (0, 1, 2)}
     assert all(c.data.val_fraction == 0.1 and c.train.epochs == 10 and c.train.lr_schedule == "cosine"
                and c.model.hidden == (1000, 1000, 1000) for c in cfgs)
+
+
+def test_cnn_reference_sweep_compares_augmentation_on_a_validation_split():
+    """experiments/configs/cnn_reference_fmnist.toml (issue 21's CNN references): DF with and without
+    augmentation and BP with it, 2 learning rates each, 20 cosine epochs, a 10 % validation split."""
+    from pathlib import Path
+    from experiments.runner.sweep import config_from_json, load_sweep
+    path = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "cnn_reference_fmnist.toml"
+    cfgs = [config_from_json(run.config_json) for run in load_sweep(path).runs]
+    got = {(c.objective.method, c.train.augment_shift_px, c.train.augment_flip, c.train.lr) for c in cfgs}
+    assert got == {(m, s, f, lr) for m, s, f in (("df", 2, True), ("bp", 2, True), ("df", 0, False))
+                   for lr in (1e-3, 3e-4)}
+    assert all(c.model.arch == "cnn" and c.model.channels == (32, 64, 128) and c.data.val_fraction == 0.1
+               and c.train.epochs == 20 and c.train.lr_schedule == "cosine" for c in cfgs)

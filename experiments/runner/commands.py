@@ -28,11 +28,16 @@ def default_store(sweep_name: str) -> Path:
 
 def _dry_run(sweep, store_path: Path) -> int:
     from experiments.runner.store import Store
+    from experiments.runner.sweep import current_key
 
-    statuses = {}
+    statuses: dict[str, str] = {}
     if store_path.exists() and store_path.stat().st_size > 0:
         with Store(store_path, readonly=True) as store:
-            statuses = store.statuses()
+            rows = store.rows()
+        for row in rows:  # rows of older code count under the key the sweep would rekey them to
+            statuses[row["key"]] = row["status"]
+            if (now := current_key(row["config"])) is not None:
+                statuses.setdefault(now[0], row["status"])
     for run in sweep.runs:
         print(f"{run.key[:12]}  {statuses.get(run.key, 'new'):8s}  {run.label or '(base)'}")
     print(f"sweep {sweep.name}: {len(sweep.runs)} runs ({sweep.duplicates} duplicate configs dropped); "

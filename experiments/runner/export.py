@@ -151,8 +151,9 @@ def _val(row: dict[str, Any]) -> float | None:
 def select_best(selected: list[tuple[dict[str, Any], dict[str, Any]]], by: list[str]) -> list[dict[str, Any]]:
     """Model selection on the validation split: finished runs are grouped into settings (every
     config field but train.seed equal), each setting scored by its mean val_accuracy over seeds;
-    per group of the `by` fields the best setting, with its mean and std of val and test accuracy.
-    The test accuracy is reported, never used to choose."""
+    per group of the `by` fields the best setting, with its mean and std of val and test accuracy
+    and `compared`, the number of settings it was chosen from.  The test accuracy is reported,
+    never used to choose."""
     runs = [(row, cfg, _val(row)) for row, cfg in selected if row["status"] == "done"]
     runs = [r for r in runs if r[2] is not None]
     if not runs:
@@ -167,6 +168,7 @@ def select_best(selected: list[tuple[dict[str, Any], dict[str, Any]]], by: list[
         settings.setdefault(setting, []).append((row, cfg, val))
     varying = _differing([c for _, c, _ in runs], skip=("train.seed",))
     best: dict[tuple, dict[str, Any]] = {}
+    compared: dict[tuple, int] = {}
     for members in settings.values():
         cfg = members[0][1]
         vals = np.array([v for _, _, v in members])
@@ -175,9 +177,10 @@ def select_best(selected: list[tuple[dict[str, Any], dict[str, Any]]], by: list[
                  "seeds": len(members), "val_mean": float(vals.mean()), "val_std": float(vals.std()),
                  "test_mean": float(tests.mean()), "test_std": float(tests.std())}
         group = entry["group"]
+        compared[group] = compared.get(group, 0) + 1
         if group not in best or entry["val_mean"] > best[group]["val_mean"]:
             best[group] = entry
-    return [best[g] for g in sorted(best)]
+    return [{**best[g], "compared": compared[g]} for g in sorted(best)]
 
 
 def write_best(entries: list[dict[str, Any]], by: list[str], out: TextIO) -> None:
