@@ -98,9 +98,11 @@ def parameter_answer(spec: Spec, rows: list[dict[str, Any]], p: Parameter, basel
         d_h, b_h = at_harsh.get(m), base.get(harsh)
         gap = f"{_pts(d_h.mean - b_h.mean)} points at {harsh:g}" if d_h is not None and b_h is not None else ""
         if better or worse:
-            parts = ([f"less than {baseline} at {better}"] if better else []) + ([f"more at {worse}"
-                                                                                  if better else f"more than {baseline} at {worse}"] if worse else [])
-            text.append(f"{m} degrades {' and '.join(parts)} points (its change minus {baseline}'s).")
+            if better and worse:
+                how = f"less than {baseline} at {better} and more at {worse}"
+            else:
+                how = f"less than {baseline} at {better}" if better else f"more than {baseline} at {worse}"
+            text.append(f"{m} degrades {how} points (its change minus {baseline}'s).")
         else:
             text.append(f"{m} and {baseline}: no difference beyond two standard errors"
                         + (f" ({gap})." if gap else "."))

@@ -77,6 +77,7 @@ class Spec:
         section, field = key.split(".", 1)
         return self.method_config(method).get(section, {}).get(field)
 
+
 def _table(raw: dict[str, Any], name: str, path: Path, allowed: tuple[str, ...] | None = None) -> dict:
     value = raw.get(name, {})
     if not isinstance(value, dict):

@@ -60,7 +60,8 @@ class DataConfig:
                self.n_classes)
         _check(0 <= self.val_fraction < 1, "data.val_fraction", "in [0, 1)", self.val_fraction)
         for name in ("val_seed", "synthetic_seed", "corruption_seed"):
-            _check(getattr(self, name) >= 0, f"data.{name}", ">= 0 (numpy seeds are non-negative)", getattr(self, name))
+            value = getattr(self, name)
+            _check(value >= 0, f"data.{name}", ">= 0 (numpy seeds are non-negative)", value)
         _check(self.train_limit >= 0, "data.train_limit", ">= 0 (0 = all)", self.train_limit)
         _check(self.test_limit >= 0, "data.test_limit", ">= 0 (0 = all)", self.test_limit)
         _check(self.synthetic_train >= 1, "data.synthetic_train", ">= 1", self.synthetic_train)

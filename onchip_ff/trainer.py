@@ -194,15 +194,13 @@ def _train(cfg: Config, data: Dataset, observers: Sequence[Observer], resume: di
     }
     n = len(data.y_train)
     steps = math.ceil(n / t.batch_size)
-    run = Run(cfg, data, learner, metrics, rng, generator, device, steps)
+    if t.augments and data.x_train.ndim != 4:
+        raise ConfigError(f"train.augment_shift_px / train.augment_flip shift and mirror images, but "
+                          f"data '{data.name}' gives vectors of shape {data.x_train.shape[1:]}; "
+                          "turn augmentation off")
     aug_rng = np.random.default_rng([t.seed, AUGMENT_STREAM]) if t.augments else None
-    if t.augments:
-        if data.x_train.ndim != 4:
-            raise ConfigError(f"train.augment_shift_px / train.augment_flip shift and mirror images, but "
-                              f"data '{data.name}' gives vectors of shape {data.x_train.shape[1:]}; "
-                              "turn augmentation off")
-        run.aug_rng = aug_rng
-        black = float(standardize(np.zeros(1, np.float32), data.mean, data.std)[0])
+    black = float(standardize(np.zeros(1, np.float32), data.mean, data.std)[0])  # augmentation's border
+    run = Run(cfg, data, learner, metrics, rng, generator, device, steps, aug_rng=aug_rng)
     first = 1
     if resume is not None:
         restore_learner(learner, resume["checkpoint"])
