@@ -38,7 +38,7 @@ from onchip_ff import methods
 # study variants: DF-O (DF with objective.block_size > 1) and BP with activation checkpointing
 VARIANTS = {"df": ("dfo",), "bp": ("bp_ckpt",)}
 METHODS = tuple(v for name in methods.names() if methods.get(name).memory for v in (name, *VARIANTS.get(name, ())))
-OPTIMIZERS = ("sgd", "momentum", "adam")
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")  # AdamW: Adam's state, weight decay in place
 COMPONENTS = ("weights", "master_copy", "optimizer", "inputs", "activations", "gradients", "workspace")
 
 
@@ -169,11 +169,19 @@ def spec_from_config(cfg, batch: int | None = None, method: str | None = None,
                      input_shape: tuple[int, ...] = (1, 28, 28), n_classes: int = 10,
                      checkpoint_every: int = 0, device: str = "cpu") -> MemorySpec:
     """The MemorySpec of a resolved onchip_ff Config (method "dfo" when objective.block_size > 1;
-    the fixed-point format when hardware.backend = "sim" on a digital array)."""
+    the fixed-point format when hardware.backend = "sim" on a digital array).  Configs with the published DeeperForward layer options (ModelConfig.layer_options) are a
+    ConfigError."""
     obj, m = cfg.objective, cfg.model
     if getattr(obj, "negatives", "random") != "random":
         raise ConfigError("the memory accountant models objective.negatives = 'random' only "
                           f"(got {obj.negatives!r}: hard negatives add an inference pass per class)")
+    unmodelled = [k for k in m.layer_options() if k != "model.init"]  # the initialization takes no memory
+    if unmodelled:
+        raise ConfigError(f"the memory accountant models plain stacks (max-pool after the layer, stride 1, one "
+                          f"kernel size, biases, no drop-out or shortcuts); this config sets {', '.join(unmodelled)}")
+    if getattr(obj, "eval_range", "fixed") != "fixed":
+        raise ConfigError("the memory accountant models objective.eval_range = 'fixed' (a range chosen on "
+                          "validation adds a buffer of one flag per layer and a validation pass it does not count)")
     if m.arch == "mlp":
         layers = mlp_layers(input_shape, m.hidden)
     else:
@@ -252,9 +260,9 @@ def _setup(tape: Tape, spec: MemorySpec) -> _Net:
         heads = [[param(c * d, c, True), param(c, c, False)]]
     else:
         heads = []
-    per = {"sgd": 0, "momentum": 1, "adam": 2}[spec.optimizer]
+    per = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}[spec.optimizer]
     for pid, numel, _ in trainable:
-        state = per * numel * 4 + (4 if spec.optimizer == "adam" else 0)
+        state = per * numel * 4 + (4 if per == 2 else 0)  # Adam(W): exp_avg, exp_avg_sq and the step count
         if state:
             tape.new(state, 1, kind="state")
         static["optimizer"] += state

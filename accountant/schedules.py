@@ -15,12 +15,12 @@ if TYPE_CHECKING:
 
 
 def _optimizer_step(tape: Tape, spec: MemorySpec, groups: list[list[int]]) -> None:
-    """CPU single-tensor optimizers, one parameter group after the other: Adam holds the
-    previous parameter's denominator while it computes sqrt and the division for the next;
-    weight decay adds one parameter-sized copy.  CUDA (foreach): one temporary per parameter of
-    the group at once."""
-    wd = 1 if spec.weight_decay else 0
-    adam = spec.optimizer == "adam"
+    """CPU single-tensor optimizers, one parameter group after the other: Adam (and AdamW) holds
+    the previous parameter's denominator while it computes sqrt and the division for the next;
+    weight decay adds one parameter-sized copy (grad + wd * param), except AdamW's, which scales
+    the parameter in place.  CUDA (foreach): one temporary per parameter of the group at once."""
+    wd = 1 if spec.weight_decay and spec.optimizer != "adamw" else 0
+    adam = spec.optimizer in ("adam", "adamw")
     extra = 0
     for params in groups:
         sizes = [tape.nbytes(p) for p in params]

@@ -71,7 +71,7 @@ class Model:
             t = x.float()
         else:
             arr = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-            t = torch.from_numpy(np.ascontiguousarray(arr, np.float32) if prepared else prepare(arr, self.mean, self.std))
+            t = torch.from_numpy(np.ascontiguousarray(arr, np.float32) if prepared else prepare(arr, self.mean, self.std, self.config.data.resize_px))
         if tuple(t.shape[1:]) != self.input_shape:
             raise ConfigError(f"samples of shape {tuple(t.shape[1:])} after preparation, the model takes "
                               f"{self.input_shape}")

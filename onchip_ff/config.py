@@ -30,6 +30,7 @@ class DataConfig:
     n_classes: int = 0  # 0 = the source's count (largest label + 1 for npz and idx)
     val_fraction: float = 0.0  # share of the training samples held out for validation (0 = none)
     val_seed: int = 0  # seed of the validation split
+    resize_px: int = 0  # images: resize every split to N x N pixels (bilinear) after standardization; 0 = keep
     normalize: bool = True  # standardize pixels with the (clean, uncorrupted) training set's mean and std
     train_limit: int = 0  # use the first N training images; 0 = all
     test_limit: int = 0  # use the first N test images; 0 = all
@@ -62,6 +63,7 @@ class DataConfig:
         for name in ("val_seed", "synthetic_seed", "corruption_seed"):
             value = getattr(self, name)
             _check(value >= 0, f"data.{name}", ">= 0 (numpy seeds are non-negative)", value)
+        _check(0 <= self.resize_px <= 1024, "data.resize_px", "0 (keep) or a side of 1..1024 pixels", self.resize_px)
         _check(self.train_limit >= 0, "data.train_limit", ">= 0 (0 = all)", self.train_limit)
         _check(self.test_limit >= 0, "data.test_limit", ">= 0 (0 = all)", self.test_limit)
         _check(self.synthetic_train >= 1, "data.synthetic_train", ">= 1", self.synthetic_train)
@@ -91,6 +93,15 @@ class ModelConfig:
     kernel_size: int = 3  # cnn, resnet: square kernel, 'same' padding
     pool: int = 2  # cnn, resnet: max-pool window and stride after each conv layer / block (1 = no pooling)
     pool_every: int = 1  # cnn, resnet: pool only after every k-th conv layer / block (1 = after each)
+    kernel_sizes: tuple[int, ...] = ()  # cnn: one odd kernel size per conv layer; () = kernel_size for all
+    strides: tuple[int, ...] = ()  # cnn: one stride per conv layer (padding k // 2); () = 1 for all
+    pool_layers: tuple[int, ...] = ()  # cnn: indices of the layers that pool; () = every pool_every-th layer
+    pool_kind: str = "max"  # cnn: "max" or "avg" pooling (window and stride model.pool)
+    pool_input: bool = False  # cnn: pool the layer's input before its convolution instead of its output after ReLU
+    bias: bool = True  # mlp, cnn, resnet: layers have a bias (False: weights only)
+    init: str = "uniform"  # "uniform" (PyTorch's default, U(+-1/sqrt(fan_in)), biases too) or "kaiming_normal_fan_out" (N(0, 2/fan_out) weights, zero biases)
+    dropout: float = 0.0  # mlp, cnn: drop-out probability after each layer's ReLU while training (0 = off)
+    shortcuts: str = "none"  # cnn: "none" or "deeperforward" (the add/concat shortcuts of DeeperForward's ResNet; that method only)
 
     def __post_init__(self) -> None:
         _choice("model.arch", self.arch, ("mlp", "cnn", "resnet"))
@@ -103,10 +114,38 @@ class ModelConfig:
         _check(self.pool >= 1, "model.pool", ">= 1", self.pool)
         _check(self.pool_every >= 1, "model.pool_every", ">= 1 (1 = pool after every conv layer)",
                self.pool_every)
+        n = len(self.channels)
+        _check(not self.kernel_sizes or (len(self.kernel_sizes) == n and all(k >= 1 and k % 2 for k in self.kernel_sizes)),
+               "model.kernel_sizes", f"[] or {n} odd integers >= 1 (one per entry of model.channels)",
+               list(self.kernel_sizes))
+        _check(not self.strides or (len(self.strides) == n and all(s >= 1 for s in self.strides)),
+               "model.strides", f"[] or {n} integers >= 1 (one per entry of model.channels)", list(self.strides))
+        _check(all(0 <= i < n for i in self.pool_layers) and len(set(self.pool_layers)) == len(self.pool_layers),
+               "model.pool_layers", f"distinct layer indices in 0..{n - 1} ([] = every model.pool_every-th)",
+               list(self.pool_layers))
+        _choice("model.pool_kind", self.pool_kind, ("max", "avg"))
+        _choice("model.init", self.init, ("uniform", "kaiming_normal_fan_out"))
+        _check(0 <= self.dropout < 1, "model.dropout", "in [0, 1)", self.dropout)
+        _choice("model.shortcuts", self.shortcuts, ("none", "deeperforward"))
+        cnn_only = [k for k in ("kernel_sizes", "strides", "pool_layers", "pool_kind", "pool_input", "shortcuts")
+                    if getattr(self, k) != getattr(ModelConfig, k)]
+        if self.arch != "cnn" and cnn_only:
+            raise ConfigError(f"model.{cnn_only[0]} applies to model.arch = 'cnn' only (got arch = {self.arch!r}); "
+                              "remove it or use arch = 'cnn'")
+        if self.arch == "resnet" and self.dropout:
+            raise ConfigError("model.dropout applies to model.arch = 'mlp' or 'cnn' (residual blocks have none)")
 
     @property
     def depth(self) -> int:
         return len(self.hidden) if self.arch == "mlp" else len(self.channels)
+
+    def layer_options(self) -> list[str]:
+        """The keys of the published DeeperForward networks (per-layer kernels and strides, explicit
+        or average or input pooling, no bias, Kaiming init, drop-out, shortcuts) set away from their
+        defaults, as 'model.key'; [] for the plain stacks every part of the project models."""
+        keys = ("kernel_sizes", "strides", "pool_layers", "pool_kind", "pool_input", "bias", "init",
+                "dropout", "shortcuts")
+        return [f"model.{k}" for k in keys if getattr(self, k) != getattr(ModelConfig, k)]
 
 
 def default_objective():
@@ -119,9 +158,11 @@ def default_objective():
 class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
-    optimizer: str = "adam"  # "adam", "sgd" or "momentum"
+    optimizer: str = "adam"  # "adam", "adamw" (decoupled weight decay), "sgd" or "momentum"
     lr: float = 3e-4  # learning rate
-    lr_schedule: str = "constant"  # "constant" or "cosine" (per step, from lr down to 0 at the end)
+    lr_schedule: str = "constant"  # "constant", "cosine" (per step, from lr down to lr_min at the end) or "cosine_epoch" (once per epoch, like torch's CosineAnnealingLR(T_max = epochs))
+    lr_min: float = 0.0  # the cosine schedules' final learning rate (0 = decay to zero)
+    lr_period_epochs: int = 0  # cosine_epoch: epochs of the half cosine (torch's T_max); 0 = train.epochs (longer: training stops before lr_min)
     momentum: float = 0.9  # optimizer = "momentum" only
     weight_decay: float = 0.0
     seed: int = 0  # initialization, shuffling and negative sampling
@@ -137,9 +178,12 @@ class TrainConfig:
         _check(self.epochs >= 1, "train.epochs", ">= 1", self.epochs)
         _check(self.seed >= 0, "train.seed", ">= 0 (numpy and torch seeds are non-negative)", self.seed)
         _check(self.batch_size >= 1, "train.batch_size", ">= 1", self.batch_size)
-        _choice("train.optimizer", self.optimizer, ("adam", "sgd", "momentum"))
+        _choice("train.optimizer", self.optimizer, ("adam", "adamw", "sgd", "momentum"))
         _check(self.lr > 0, "train.lr", "> 0", self.lr)
-        _choice("train.lr_schedule", self.lr_schedule, ("constant", "cosine"))
+        _choice("train.lr_schedule", self.lr_schedule, ("constant", "cosine", "cosine_epoch"))
+        _check(0 <= self.lr_min <= self.lr, "train.lr_min", f"in [0, train.lr = {self.lr:g}]", self.lr_min)
+        _check(self.lr_period_epochs == 0 or self.lr_period_epochs >= self.epochs, "train.lr_period_epochs",
+               f"0 (= train.epochs) or >= train.epochs = {self.epochs}", self.lr_period_epochs)
         _check(0 <= self.momentum < 1, "train.momentum", "in [0, 1)", self.momentum)
         _check(self.weight_decay >= 0, "train.weight_decay", ">= 0", self.weight_decay)
         _check(self.threads >= 0, "train.threads", ">= 0 (0 = all cores)", self.threads)

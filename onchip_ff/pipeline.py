@@ -169,8 +169,9 @@ def _stage(rank: int, world: int, cfg: Config, split: list[list[int]], max_steps
         if pending is not None:
             pending.wait()
         report.wall_s = time.perf_counter() - start
-        state = {k: v.cpu() for k, v in learner.state_dict().items()  # its layers' (and heads')
-                 if k.split(".")[0] in ("layers", "heads") and int(k.split(".")[1]) in mine}
+        state = {k: v.cpu() for k, v in learner.state_dict().items()  # its layers' (and heads'); stage 0
+                 if (k.split(".")[0] in ("layers", "heads") and int(k.split(".")[1]) in mine)  # also the rest
+                 or (k.split(".")[0] not in ("layers", "heads") and rank == 0)}  # (DeeperForward's eval_mask)
         torch.save({"report": report.__dict__, "state": state}, os.path.join(result_dir, f"stage{rank}.pt"))
         dist.barrier()
     finally:
@@ -191,6 +192,9 @@ def check_pipeline(cfg: Config) -> None:
         raise ConfigError("the layer pipeline runs hardware.backend = 'torch' only")
     if cfg.train.lr_schedule not in ("constant", "cosine"):
         raise ConfigError(f"train.lr_schedule {cfg.train.lr_schedule!r} is not supported by the pipeline")
+    if cfg.model.shortcuts != "none":
+        raise ConfigError("the layer pipeline hands each stage's output to the next stage only; shortcuts "
+                          "(model.shortcuts) join layers across stages: set model.shortcuts = 'none'")
     if cfg.train.augments:
         raise ConfigError("the layer pipeline times the trainer's plain batches; set train.augment_shift_px = 0 "
                           "and train.augment_flip = false")

@@ -39,13 +39,27 @@ def accuracy(learner, x: np.ndarray, y: np.ndarray, batch_size: int, device: str
 
 
 def set_learning_rates(optimizers, t, step: int, total_steps: int) -> None:
-    """train.lr_schedule = "cosine": every group's lr = its initial lr * (1 + cos(pi * step / total)) / 2."""
-    if t.lr_schedule != "cosine":
+    """The lr of every group at 0-based `step` of `total_steps` (train.epochs equal epochs), from its
+    initial lr `base`: "constant" leaves it; "cosine": lr_min + (base - lr_min) * (1 + cos(pi * step /
+    total_steps)) / 2; "cosine_epoch": the same with step -> the epoch's 0-based index e and total ->
+    train.lr_period_epochs (0: train.epochs), constant within an epoch (torch's CosineAnnealingLR(T_max
+    = that period, eta_min = lr_min) stepped after every epoch)."""
+    if t.lr_schedule == "constant":
         return
+    if t.lr_schedule == "cosine_epoch":
+        steps_per_epoch = total_steps // t.epochs
+        step, total_steps = step // steps_per_epoch, t.lr_period_epochs or t.epochs
     for opt in optimizers:
         for group in opt.param_groups:
             base = group.setdefault("initial_lr", group["lr"])
-            group["lr"] = base * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+            group["lr"] = t.lr_min + (base - t.lr_min) * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+
+
+def _choose_eval_layers(learner, data: Dataset, batch_size: int, device: str) -> list[int]:
+    """Let the learner pick its evaluated layers on the validation split (never the test set);
+    returns the chosen indices (the epoch's history row records them)."""
+    learner.choose_eval_layers(data.x_val, data.y_val, batch_size, device)
+    return learner.eval_layers
 
 
 def check_device(cfg: Config) -> str:
@@ -192,6 +206,10 @@ def _train(cfg: Config, data: Dataset, observers: Sequence[Observer], resume: di
         "history": [], "version": onchip_ff.__version__, "torch_version": torch.__version__,
         "threads": torch.get_num_threads(), "python": platform.python_version(), "device": device,
     }
+    if getattr(learner, "needs_validation", False) and not len(data.y_val):
+        raise ConfigError("objective.eval_range = 'validation' chooses the evaluated layers on the validation "
+                          "split, but there is none: set data.val_fraction > 0 (the published DeeperForward "
+                          "code holds out 10 000 of 60 000: 0.1667) or objective.eval_range = 'fixed'")
     n = len(data.y_train)
     steps = math.ceil(n / t.batch_size)
     if t.augments and data.x_train.ndim != 4:
@@ -253,6 +271,8 @@ def _train(cfg: Config, data: Dataset, observers: Sequence[Observer], resume: di
             if len(data.y_val):
                 row["val_accuracy"] = None
             if epoch % t.eval_every == 0 or epoch == t.epochs:  # else the row keeps None (not measured)
+                if getattr(learner, "needs_validation", False):  # DeeperForward's eval_range = "validation"
+                    row["eval_layers"] = _choose_eval_layers(learner, data, t.eval_batch_size, device)
                 row["test_accuracy"] = accuracy(learner, data.x_test, data.y_test, t.eval_batch_size, device)
                 row["train_accuracy"] = accuracy(learner, data.x_train[:n_eval], data.y_train[:n_eval],
                                                  t.eval_batch_size, device)

@@ -24,7 +24,7 @@ from test_locality import _alive_graph_counts, _same, _snapshot
 
 ARCH = {"mlp": ["model.arch=mlp", "model.hidden=[40, 40, 40]"],
         "cnn": ["model.arch=cnn", "model.channels=[10, 20]"]}
-CONFIGS = ["cnn4", "cnn14", "cnn17", "mlp"]
+CONFIGS = ["cnn4", "cnn14", "cnn17", "mlp", "tinycnn", "vgg14", "resnet17"]
 
 
 def _cfg(arch="mlp", epochs=3, extra=()):
@@ -153,7 +153,7 @@ def test_scores_sum_the_eval_layers():
         for k in range(3):
             h, s = learner.layer_forward(k, inp)
             per_layer.append(s)
-            inp = learner.to_next_layer(h)
+            inp = learner.to_next_layer(h, k)
     assert learner.scores(x).shape == (50, 10)
     assert torch.allclose(learner.scores(x), per_layer[0] + per_layer[2])
 
@@ -201,9 +201,12 @@ def test_cli_trains_and_rejects_bad_channels(tmp_path, capsys):
 def test_shipped_configs_build_and_score(name):
     cfg = config.load(f"experiments/configs/deeperforward_{name}_fmnist.toml", ["train.threads=1"])
     assert cfg.objective.method == "deeperforward"
-    learner = build_learner(cfg, (1, 28, 28), 10, torch.Generator().manual_seed(0))
-    assert len(learner.layers) == {"cnn4": 4, "cnn14": 14, "cnn17": 17, "mlp": 3}[name]
-    assert learner.scores(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    side = cfg.data.resize_px or 28
+    learner = build_learner(cfg, (1, side, side), 10, torch.Generator().manual_seed(0))
+    assert len(learner.layers) == {"cnn4": 4, "cnn14": 14, "cnn17": 17, "mlp": 3, "tinycnn": 4, "vgg14": 14,
+                                   "resnet17": 17}[name]
+    learner.eval()
+    assert learner.scores(torch.randn(2, 1, side, side)).shape == (2, 10)
 
 
 # ---- model.pool_every -----------------------------------------------------------------------

@@ -277,7 +277,7 @@ def test_block_update_touches_only_its_block_and_head(arch):
 def test_no_gradient_crosses_a_block_boundary(arch):
     learner, x, y = _learner(arch)
     h0, _ = learner.layer_forward(0, x)
-    h1, g1 = learner.layer_forward(1, learner.to_next_layer(h0))
+    h1, g1 = learner.layer_forward(1, learner.to_next_layer(h0, 0))
     margin_loss(g1, y, 0.2).backward()  # only block 1's loss
     assert all(p.grad is None for p in _params(learner.layers[0], learner.heads[0]))
     assert all(p.grad is not None for p in _params(learner.layers[1], learner.heads[1]))
@@ -302,7 +302,7 @@ def test_scores_sum_the_eval_blocks():
         for k in range(3):
             h, g = learner.layer_forward(k, inp)
             per_block.append(g)
-            inp = learner.to_next_layer(h)
+            inp = learner.to_next_layer(h, k)
     assert torch.allclose(learner.scores(x), per_block[0] + per_block[1])
     everything, _, _ = _learner("resnet")
     assert torch.allclose(everything.scores(x), sum(per_block))

@@ -54,6 +54,7 @@ class Dataset:
     sha256: str = ""
     mean: float = 0.0  # the standardization applied: (x - mean) / std (0 and 1: none)
     std: float = 1.0
+    resize_px: int = 0  # images were resized to resize_px x resize_px after standardization (0: not)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -61,14 +62,29 @@ class Dataset:
 
     def prepare(self, x) -> np.ndarray:
         """Samples as the source gives them (uint8 pixels, (N, H, W) grey images, floats) prepared
-        as this data set's splits were: float32, channel axis, 0..1 pixels, standardized."""
-        return prepare(x, self.mean, self.std)
+        as this data set's splits were: float32, channel axis, 0..1 pixels, standardized, resized."""
+        return prepare(x, self.mean, self.std, self.resize_px)
 
 
-def prepare(x, mean: float, std: float) -> np.ndarray:
-    """_as_float(x), then (x - mean) / std unless mean, std = 0, 1."""
+def prepare(x, mean: float, std: float, resize_px: int = 0) -> np.ndarray:
+    """_as_float(x), then (x - mean) / std unless mean, std = 0, 1, then resize(x, resize_px) if > 0."""
     x = _as_float(x)
-    return standardize(x, mean, std) if (mean, std) != (0.0, 1.0) else x
+    x = standardize(x, mean, std) if (mean, std) != (0.0, 1.0) else x
+    return resize(x, resize_px) if resize_px else x
+
+
+def resize(x: np.ndarray, side: int, chunk: int = 4096) -> np.ndarray:
+    """(N, C, H, W) float32 images -> (N, C, side, side) by bilinear interpolation with
+    align_corners=False (torch's F.interpolate; what torchvision's Resize does to a tensor when it
+    enlarges, as DeeperForward's loaders do 28 -> 32); vectors are a DataError.  Interpolation
+    weights sum to 1, so resizing commutes with standardization."""
+    import torch
+    import torch.nn.functional as F
+    if x.ndim != 4:
+        raise DataError(f"data.resize_px resizes images (N, C, H, W); these samples have shape {x.shape[1:]}")
+    out = [F.interpolate(torch.from_numpy(np.ascontiguousarray(x[i:i + chunk])), size=(side, side),
+                         mode="bilinear", align_corners=False).numpy() for i in range(0, len(x), chunk)]
+    return np.concatenate(out) if out else np.zeros((0, x.shape[1], side, side), np.float32)
 
 
 def standardize(x: np.ndarray, mean: float, std: float) -> np.ndarray:
@@ -148,7 +164,8 @@ def load_dataset(cfg: DataConfig, raw: dict[str, tuple[np.ndarray, np.ndarray]] 
     (data.val_fraction of the training samples, drawn with data.val_seed) -> float32, uint8 scaled
     to 0..1 -> data.corruption on the training split only (so the noise std is in those units and
     a dropped pixel is black) -> normalization with the clean training split's mean and std (the
-    same for test and validation, so the test set is bit-identical with and without corruption).
+    same for test and validation, so the test set is bit-identical with and without corruption)
+    -> data.resize_px (bilinear, every split).
     """
     source = f"data.name = {cfg.name!r}"
     raw = SOURCES[cfg.name](cfg) if raw is None else raw
@@ -187,5 +204,7 @@ def load_dataset(cfg: DataConfig, raw: dict[str, tuple[np.ndarray, np.ndarray]] 
         xtr, xte, xva = (standardize(x, mean, std) for x in (xtr, xte, xva))
     else:
         mean, std = 0.0, 1.0
+    if cfg.resize_px:
+        xtr, xte, xva = (resize(x, cfg.resize_px) for x in (xtr, xte, xva))
     return Dataset(cfg.name, xtr, np.asarray(ytr).astype(np.int64), xte, np.asarray(yte).astype(np.int64),
-                   n_classes, xva, yva, digest, mean, std)
+                   n_classes, xva, yva, digest, mean, std, cfg.resize_px)

@@ -33,7 +33,7 @@ class Backprop(nn.Module):
         layers, shapes = build_layers(cfg.model, input_shape)
         self.layers = nn.ModuleList(layers)
         self.head = nn.Linear(math.prod(shapes[-1]), n_classes)
-        init_parameters(self, generator)
+        init_parameters(self, generator, cfg.model.init)
         self.optimizers = [make_optimizer(self.parameters(), cfg.train)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -61,7 +61,7 @@ class DistanceForward(ScoringLearner):
         obj = cfg.objective
         layers, self.shapes = build_layers(cfg.model, input_shape)
         self.layers = nn.ModuleList(layers)
-        init_parameters(self.layers, generator)
+        init_parameters(self.layers, generator, cfg.model.init)
         self.blocks = make_blocks(len(layers), obj.block_size)
         self.heads = nn.ModuleList(
             Centroids(int(torch.Size(self.shapes[b[-1]]).numel()), n_classes, obj.centroids,

@@ -59,7 +59,7 @@ class ForwardForward(ScoringLearner):
         check_label_fits(self.method, input_shape, n_classes)
         layers, self.shapes = build_layers(cfg.model, input_shape)
         self.layers = nn.ModuleList(layers)
-        init_parameters(self.layers, generator)
+        init_parameters(self.layers, generator, cfg.model.init)
         self.obj = cfg.objective
         self.n_classes = n_classes
         self.generator = generator

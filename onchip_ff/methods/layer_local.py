@@ -18,7 +18,7 @@ from onchip_ff.methods.local_update import ScoringLearner, local_update, step_su
 
 class LayerLocalLearner(ScoringLearner):
     """Subclasses set self.layers, self.optimizers (one per layer), self.eval_layers and define
-    layer_forward(k, x) -> (h, scores), layer_loss(scores, y), to_next_layer(h), prepare_input(x)."""
+    layer_forward(k, x) -> (h, scores), layer_loss(scores, y), to_next_layer(h, k), prepare_input(x)."""
 
     layers: nn.ModuleList
     optimizers: list[torch.optim.Optimizer]
@@ -29,7 +29,7 @@ class LayerLocalLearner(ScoringLearner):
         h, scores = self.layer_forward(k, x.detach())
         loss = self.layer_loss(scores, y)
         loss_value = local_update(self.optimizers[k], loss)
-        return self.to_next_layer(h), loss_value
+        return self.to_next_layer(h, k), loss_value
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         x = self.prepare_input(x)
@@ -49,5 +49,5 @@ class LayerLocalLearner(ScoringLearner):
             h, s = self.layer_forward(k, x)
             if k in self.eval_layers:
                 total = total + s
-            x = self.to_next_layer(h)
+            x = self.to_next_layer(h, k)
         return total

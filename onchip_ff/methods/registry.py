@@ -30,7 +30,8 @@ class Method:
     trains), pipeline (its learner has prepare_input / train_layer: `onchip-ff pipeline` splits its
     layers over processes), sim (runs on hardware.backend = "sim"), memory (the accountant models
     its schedule: accountant/schedules.py under the same name, checked against the learner's real
-    schedule by tests/test_methods.py)."""
+    schedule by tests/test_methods.py), shortcuts (its learner joins model.shortcuts =
+    "deeperforward" between layers)."""
 
     name: str
     objective: type
@@ -39,6 +40,7 @@ class Method:
     pipeline: bool = False
     sim: bool = True
     memory: bool = True
+    shortcuts: bool = False
 
     def __post_init__(self) -> None:
         if getattr(self.objective, "method", None) != self.name:
@@ -84,6 +86,10 @@ def build_learner(cfg: Config, input_shape: tuple[int, ...], n_classes: int, gen
     if cfg.model.arch not in method.archs:
         raise ConfigError(f"objective.method = {method.name!r} is implemented for model.arch = "
                           f"{' or '.join(repr(a) for a in method.archs)} only, got {cfg.model.arch!r}")
+    if cfg.model.shortcuts != "none" and not method.shortcuts:
+        takers = [m.name for m in REGISTRY.values() if m.shortcuts]
+        raise ConfigError(f"model.shortcuts = {cfg.model.shortcuts!r} is implemented for objective.method = "
+                          f"{' or '.join(repr(n) for n in takers)} only, got {method.name!r}")
     learner = method.learner(cfg, input_shape, n_classes, generator)
     if cfg.hardware.backend == "sim":
         if not method.sim:

@@ -65,7 +65,7 @@ class ScalableForwardForward(LayerLocalLearner):
         layers, self.shapes = build_layers(cfg.model, input_shape)
         self.layers = nn.ModuleList(layers)
         self.heads = nn.ModuleList(make_head(s, n_classes) for s in self.shapes)
-        init_parameters(self.layers, generator)
+        init_parameters(self.layers, generator, cfg.model.init)
         init_parameters(self.heads, generator)
         self.obj = cfg.objective
         self.n_classes = n_classes
@@ -79,7 +79,7 @@ class ScalableForwardForward(LayerLocalLearner):
         h = self.layers[k](x)
         return h, class_goodness(self.heads[k](h))
 
-    def to_next_layer(self, h: torch.Tensor) -> torch.Tensor:
+    def to_next_layer(self, h: torch.Tensor, k: int) -> torch.Tensor:
         return feature_norm(h.detach())
 
     def layer_loss(self, goodness: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
