@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from accountant.memory import MemorySpec, NumberFormat, _Net, replay
+from accountant.memory import STATE_TENSORS, MemorySpec, NumberFormat, _Net, replay
 from accountant.tape import CHIP_ROLES, ChipLedger
 
 STATIC = ("inputs", "digital_params", "optimizer")
@@ -71,7 +71,7 @@ class ChipPrediction:
 def static_bits(spec: MemorySpec, net: _Net, bits: ChipBits) -> tuple[dict[str, int], int, int]:
     """Bits of the buffers live all step (inputs, digital_params, optimizer), the array weights and
     devices, from the parameters the accountant's setup made."""
-    per_state = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}[spec.optimizer]
+    per_state = STATE_TENSORS[spec.optimizer]
     out = dict.fromkeys(STATIC, 0)
     weights = 0
     for numel, rows, matrix, learn in net.params:
@@ -81,7 +81,7 @@ def static_bits(spec: MemorySpec, net: _Net, bits: ChipBits) -> tuple[dict[str, 
         else:
             out["digital_params"] += numel * STATE_BITS
         if learn:
-            out["optimizer"] += per_state * numel * STATE_BITS + (STATE_BITS if per_state == 2 else 0)
+            out["optimizer"] += per_state * numel * STATE_BITS + (STATE_BITS if spec.adam_family else 0)
     out["digital_params"] += net.buffer_bytes * 8
     out["inputs"] = spec.batch * math.prod(spec.input_shape) * bits.act_bits + spec.batch * bits.label_bits
     return out, weights, weights * (2 if bits.analog else 1)

@@ -38,7 +38,10 @@ from onchip_ff import methods
 # study variants: DF-O (DF with objective.block_size > 1) and BP with activation checkpointing
 VARIANTS = {"df": ("dfo",), "bp": ("bp_ckpt",)}
 METHODS = tuple(v for name in methods.names() if methods.get(name).memory for v in (name, *VARIANTS.get(name, ())))
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")  # AdamW: Adam's state, weight decay in place
+# float32 state tensors per parameter of each optimizer (Adam and AdamW also keep a step count);
+# AdamW keeps Adam's state and applies its weight decay to the parameter in place
+STATE_TENSORS = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
+OPTIMIZERS = tuple(STATE_TENSORS)
 COMPONENTS = ("weights", "master_copy", "optimizer", "inputs", "activations", "gradients", "workspace")
 
 
@@ -134,6 +137,11 @@ class MemorySpec:
         return len(self.layers)
 
     @property
+    def adam_family(self) -> bool:
+        """Adam or AdamW: two state tensors per parameter and a step count, the denominator temporaries."""
+        return self.optimizer in ("adam", "adamw")
+
+    @property
     def blocks(self) -> tuple[int, ...]:
         """IntFF layers per block."""
         return tuple(self.intff_blocks) or (1,) * self.depth
@@ -169,8 +177,9 @@ def spec_from_config(cfg, batch: int | None = None, method: str | None = None,
                      input_shape: tuple[int, ...] = (1, 28, 28), n_classes: int = 10,
                      checkpoint_every: int = 0, device: str = "cpu") -> MemorySpec:
     """The MemorySpec of a resolved onchip_ff Config (method "dfo" when objective.block_size > 1;
-    the fixed-point format when hardware.backend = "sim" on a digital array).  Configs with the published DeeperForward layer options (ModelConfig.layer_options) are a
-    ConfigError."""
+    the fixed-point format when hardware.backend = "sim" on a digital array).  The published
+    DeeperForward layer options (ModelConfig.layer_options, the initialization aside) and
+    objective.eval_range = "validation" are ConfigErrors: not modelled."""
     obj, m = cfg.objective, cfg.model
     if getattr(obj, "negatives", "random") != "random":
         raise ConfigError("the memory accountant models objective.negatives = 'random' only "
@@ -260,9 +269,9 @@ def _setup(tape: Tape, spec: MemorySpec) -> _Net:
         heads = [[param(c * d, c, True), param(c, c, False)]]
     else:
         heads = []
-    per = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}[spec.optimizer]
+    per = STATE_TENSORS[spec.optimizer]
     for pid, numel, _ in trainable:
-        state = per * numel * 4 + (4 if per == 2 else 0)  # Adam(W): exp_avg, exp_avg_sq and the step count
+        state = per * numel * 4 + (4 if spec.adam_family else 0)  # Adam(W): exp_avg, exp_avg_sq and the step count
         if state:
             tape.new(state, 1, kind="state")
         static["optimizer"] += state

@@ -20,7 +20,7 @@ def _optimizer_step(tape: Tape, spec: MemorySpec, groups: list[list[int]]) -> No
     weight decay adds one parameter-sized copy (grad + wd * param), except AdamW's, which scales
     the parameter in place.  CUDA (foreach): one temporary per parameter of the group at once."""
     wd = 1 if spec.weight_decay and spec.optimizer != "adamw" else 0
-    adam = spec.optimizer in ("adam", "adamw")
+    adam = spec.adam_family
     extra = 0
     for params in groups:
         sizes = [tape.nbytes(p) for p in params]

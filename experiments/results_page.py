@@ -113,9 +113,8 @@ def _rows(store: str | Path) -> list[dict[str, Any]]:
 def _flat(row: dict[str, Any]) -> dict[str, Any]:
     """A stored run's config flattened as the current code reads it (fields added since the run was
     stored at their defaults, so its signature matches the study's runs)."""
-    from experiments.runner.sweep import current_key
-    now = current_key(row["config"])
-    return flatten(json.loads(now[1] if now is not None else row["config"]))
+    from experiments.runner.sweep import as_current
+    return flatten(json.loads(as_current(row)[1]))
 
 
 def _signature(cfg: dict[str, Any]) -> str:
@@ -242,12 +241,8 @@ def compute_line(raw: list[dict[str, Any]], keys: set[str]) -> str:
     """The study's compute from its store (runs whose key is in `keys`): finished runs, their summed
     wall time, and the span from the first start to the last finish (pauses between sessions
     included); a row stored by older code counts under the key the current code gives its config."""
-    from experiments.runner.sweep import current_key
-
-    def key(r: dict[str, Any]) -> str:
-        now = current_key(r["config"])
-        return now[0] if now is not None else r["key"]
-    done = [r for r in raw if r["status"] == "done" and r["wall_s"] is not None and key(r) in keys]
+    from experiments.runner.sweep import as_current
+    done = [r for r in raw if r["status"] == "done" and r["wall_s"] is not None and as_current(r)[0] in keys]
     if not done:
         return "No finished run yet."
     total = sum(r["wall_s"] for r in done)

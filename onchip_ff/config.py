@@ -127,8 +127,7 @@ class ModelConfig:
         _choice("model.init", self.init, ("uniform", "kaiming_normal_fan_out"))
         _check(0 <= self.dropout < 1, "model.dropout", "in [0, 1)", self.dropout)
         _choice("model.shortcuts", self.shortcuts, ("none", "deeperforward"))
-        cnn_only = [k for k in ("kernel_sizes", "strides", "pool_layers", "pool_kind", "pool_input", "shortcuts")
-                    if getattr(self, k) != getattr(ModelConfig, k)]
+        cnn_only = self._set_away(("kernel_sizes", "strides", "pool_layers", "pool_kind", "pool_input", "shortcuts"))
         if self.arch != "cnn" and cnn_only:
             raise ConfigError(f"model.{cnn_only[0]} applies to model.arch = 'cnn' only (got arch = {self.arch!r}); "
                               "remove it or use arch = 'cnn'")
@@ -143,9 +142,12 @@ class ModelConfig:
         """The keys of the published DeeperForward networks (per-layer kernels and strides, explicit
         or average or input pooling, no bias, Kaiming init, drop-out, shortcuts) set away from their
         defaults, as 'model.key'; [] for the plain stacks every part of the project models."""
-        keys = ("kernel_sizes", "strides", "pool_layers", "pool_kind", "pool_input", "bias", "init",
-                "dropout", "shortcuts")
-        return [f"model.{k}" for k in keys if getattr(self, k) != getattr(ModelConfig, k)]
+        return [f"model.{k}" for k in self._set_away(("kernel_sizes", "strides", "pool_layers", "pool_kind",
+                                                      "pool_input", "bias", "init", "dropout", "shortcuts"))]
+
+    def _set_away(self, keys: tuple[str, ...]) -> list[str]:
+        """Those of `keys` whose value differs from the field's default."""
+        return [k for k in keys if getattr(self, k) != getattr(ModelConfig, k)]
 
 
 def default_objective():

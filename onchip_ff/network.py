@@ -127,7 +127,7 @@ def build_layers(cfg: ModelConfig, input_shape: tuple[int, ...]) -> tuple[list[n
     c, h, w = input_shape
     n = len(cfg.channels)
     pooled = set(cfg.pool_layers) if cfg.pool_layers else {i for i in range(n) if (i + 1) % cfg.pool_every == 0}
-    plan = deeperforward_shortcuts(n) if cfg.shortcuts == "deeperforward" else [Shortcut()] * n
+    plan = shortcut_plan(cfg, n)
     saved: tuple[int, int, int] | None = None  # (channels, h, w) of the kept shortcut
     what = "residual blocks" if cfg.arch == "resnet" else "conv layers"
     for i, out in enumerate(cfg.channels):
@@ -181,6 +181,12 @@ def deeperforward_shortcuts(n_layers: int) -> list[Shortcut]:
         plan.append(Shortcut("add", True) if pos == 1 else Shortcut("concat", True) if pos == 3 else Shortcut())
     plan[-1] = Shortcut(plan[-1].join, False)
     return plan
+
+
+def shortcut_plan(cfg: ModelConfig, n_layers: int) -> list[Shortcut]:
+    """The Shortcut after each of n_layers layers: model.shortcuts = "deeperforward" gives
+    deeperforward_shortcuts, "none" no joins at all."""
+    return deeperforward_shortcuts(n_layers) if cfg.shortcuts == "deeperforward" else [Shortcut()] * n_layers
 
 
 def _check_shortcut(i: int, s: Shortcut, saved, out: tuple[int, int, int]) -> int:

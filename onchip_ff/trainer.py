@@ -55,13 +55,6 @@ def set_learning_rates(optimizers, t, step: int, total_steps: int) -> None:
             group["lr"] = t.lr_min + (base - t.lr_min) * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
 
 
-def _choose_eval_layers(learner, data: Dataset, batch_size: int, device: str) -> list[int]:
-    """Let the learner pick its evaluated layers on the validation split (never the test set);
-    returns the chosen indices (the epoch's history row records them)."""
-    learner.choose_eval_layers(data.x_val, data.y_val, batch_size, device)
-    return learner.eval_layers
-
-
 def check_device(cfg: Config) -> str:
     """The torch device of the run (train.device), or ConfigError when it cannot be used."""
     device = cfg.train.device
@@ -271,8 +264,9 @@ def _train(cfg: Config, data: Dataset, observers: Sequence[Observer], resume: di
             if len(data.y_val):
                 row["val_accuracy"] = None
             if epoch % t.eval_every == 0 or epoch == t.epochs:  # else the row keeps None (not measured)
-                if getattr(learner, "needs_validation", False):  # DeeperForward's eval_range = "validation"
-                    row["eval_layers"] = _choose_eval_layers(learner, data, t.eval_batch_size, device)
+                if getattr(learner, "needs_validation", False):  # DeeperForward's eval_range = "validation":
+                    learner.choose_eval_layers(data.x_val, data.y_val, t.eval_batch_size, device)  # never the test set
+                    row["eval_layers"] = learner.eval_layers
                 row["test_accuracy"] = accuracy(learner, data.x_test, data.y_test, t.eval_batch_size, device)
                 row["train_accuracy"] = accuracy(learner, data.x_train[:n_eval], data.y_train[:n_eval],
                                                  t.eval_batch_size, device)

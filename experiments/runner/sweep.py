@@ -68,6 +68,13 @@ def current_key(config_json: str) -> tuple[str, str] | None:
     return config_key(cfg), canonical_json(cfg)
 
 
+def as_current(row: dict[str, Any]) -> tuple[str, str]:
+    """(key, config JSON) of a stored run as the current code computes them (what rekey would
+    write), or the row's own when its config is no longer a valid train config."""
+    now = current_key(row["config"])
+    return now if now is not None else (row["key"], row["config"])
+
+
 def toml_value(value: Any, name: str) -> str:
     """One-line TOML text of a scalar or list, the form `--set name=VALUE` reads back."""
     if isinstance(value, bool):

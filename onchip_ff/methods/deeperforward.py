@@ -19,8 +19,8 @@ from torch import nn
 
 from common.coerce import check, choice
 from common.errors import ConfigError
-from onchip_ff.network import (build_layers, checked_eval_layers, deeperforward_shortcuts, init_parameters,
-                               join_shortcut, make_optimizer, Shortcut)
+from onchip_ff.network import (build_layers, checked_eval_layers, init_parameters, join_shortcut, make_optimizer,
+                               shortcut_plan)
 from onchip_ff.objectives.deeperforward import class_cross_entropy, class_scores, feature_norm
 from onchip_ff.methods.layer_local import LayerLocalLearner
 from onchip_ff.methods.registry import Method, register
@@ -78,7 +78,7 @@ class DeeperForward(LayerLocalLearner):
         self.n_classes = n_classes
         self.groups = n_classes if self.obj.feature_norm == "group" else 1
         n = len(layers)
-        self.plan = deeperforward_shortcuts(n) if cfg.model.shortcuts == "deeperforward" else [Shortcut()] * n
+        self.plan = shortcut_plan(cfg.model, n)
         self._kept: torch.Tensor | None = None
         mask = torch.zeros(n, dtype=torch.bool)
         mask[checked_eval_layers(self.obj.eval_layers, n, "layers")] = True
