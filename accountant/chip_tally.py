@@ -37,6 +37,11 @@ def _numel(t: torch.Tensor) -> int:
     return t.untyped_storage().nbytes() // t.element_size()
 
 
+def _count(a) -> int:
+    """Elements of a numpy array or a tensor (a tile's arrays on either engine)."""
+    return a.numel() if isinstance(a, torch.Tensor) else int(a.size)
+
+
 def _bits(t: torch.Tensor, per_float: int) -> int:
     """Bits per element of a dtype in the chip's buffers: floats at the given width, bool 1,
     integer indices INDEX_BITS."""
@@ -72,13 +77,13 @@ class ChipTally:
         modules = self.modules = getattr(learner, "analog_modules", [])
         self.array_params = {id(m.weight) for m in modules}
         self.array_weights = sum(m.weight.numel() for m in modules)
-        self.array_devices = sum(sum(g.size for g in m.tile.g_prog) if hasattr(m.tile, "g_prog")
-                                 else m.tile.codes.size for m in modules)
+        self.array_devices = sum(sum(_count(g) for g in m.tile.g_prog) if hasattr(m.tile, "g_prog")
+                                 else _count(m.tile.codes) for m in modules)
         self.params = list(learner.parameters())
         self.param_ids = {id(p) for p in self.params}
         self.static = dict.fromkeys(STATIC, 0)
         self.static["inputs"] = x.numel() * bits.act_bits + y.numel() * bits.label_bits
-        ranges = sum((m.tile.w_max.size if hasattr(m.tile, "w_max") else m.tile.scale.size) for m in modules)
+        ranges = sum(_count(m.tile.w_max if hasattr(m.tile, "w_max") else m.tile.scale) for m in modules)
         digital = [p for p in self.params if id(p) not in self.array_params]
         self.static["digital_params"] = ranges * 32 + 8 * storage_bytes([*digital, *learner.buffers()])
         self.static["optimizer"] = 8 * optimizer_bytes(learner.optimizers)

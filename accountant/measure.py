@@ -259,7 +259,8 @@ def sim_buffers(learner) -> dict[str, int]:
         tile = module.tile
         if hasattr(tile, "codes"):
             out["codes"] += tile.codes.nbytes + tile.scale.nbytes
-            out["sim_cache"] += tile._codes_f32.nbytes
+            if hasattr(tile, "_codes_f32"):  # (the torch engine keeps its codes as float32 values: no cache)
+                out["sim_cache"] += tile._codes_f32.nbytes
         else:
             out["sim_cache"] += sum(v.nbytes for v in vars(tile).values() if hasattr(v, "nbytes"))
     return out

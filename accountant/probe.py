@@ -5,6 +5,7 @@ view's peak next to the chip tally of the second step (accountant/chip_tally.py)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tracemalloc
 
 import torch
@@ -43,6 +44,7 @@ class RunProbe:
             if spec is not None and steps >= 2:
                 from accountant.chip import ChipBits, predict_chip
                 self.chip_bits = ChipBits.of(spec.fmt, n_classes)
+                self.chip_spec = spec
                 self.result.update(chip_predicted_peak_bits=predict_chip(spec).peak_bits,
                                    chip_tallied_peak_bits=None, chip_rel_error=None)
 
@@ -71,6 +73,10 @@ class RunProbe:
             self.finish()
             raise
         if tally is not None:
+            if x.shape[0] != self.chip_spec.batch:  # a short last batch: the chip view at the batch tallied
+                from accountant.chip import predict_chip
+                self.chip_spec = dataclasses.replace(self.chip_spec, batch=x.shape[0])
+                self.result["chip_predicted_peak_bits"] = predict_chip(self.chip_spec).peak_bits
             pred = self.result["chip_predicted_peak_bits"]
             self.result.update(chip_tallied_peak_bits=tally.peak_bits,
                                chip_rel_error=(pred - tally.peak_bits) / tally.peak_bits)

@@ -234,6 +234,7 @@ def _torch_engine_tile(tile, dev: torch.device):
     ranges and time; new random streams seeded from the tile's Generator)."""
     from common.errors import ConfigError
     from hw_models.torch_engine import unsupported as why_not
+    from hw_models.torch_engine.digital import TorchDigitalTile
     from hw_models.torch_engine.tile import TorchTile
     device = tile.device
     if device.engine == "numba":
@@ -242,6 +243,8 @@ def _torch_engine_tile(tile, dev: torch.device):
     why = why_not(device)
     if why:
         raise ConfigError(f"a simulated array on {dev} runs on the torch engine, but {why}")
+    if device.digital:
+        return TorchDigitalTile.from_digital(tile, dev)
     return TorchTile.from_analog(tile, dev)
 
 

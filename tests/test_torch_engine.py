@@ -1,7 +1,8 @@
 """The torch engine (hw_models/torch_engine: the simulator's GPU path), run here on the CPU: the same
 formulas as the numba engine — exact where nothing is random (ideal arrays), equal in distribution
 where it is (PCM conductances against PCM.conductance_moments over 10^6 devices, reads of the same
-programmed array on both engines, granular writes) — plus its scope, state and training."""
+programmed array on both engines, granular writes) — plus its scope, state and training.  The other
+noise models and digital arrays: tests/test_torch_engine_models.py."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from hw_models.noise.pcm import PCM
 from hw_models.presets import preset
 from hw_models.tiles import make_tile
 from hw_models.tiles.analog import AnalogTile
+from hw_models.torch_engine import devices
 from hw_models.torch_engine import pcm as tpcm
 from hw_models.torch_engine import unsupported
 from hw_models.torch_engine.tile import TorchTile
@@ -36,15 +38,14 @@ def _weights(m=60, k=300, seed=0):
     return (np.random.default_rng(seed).standard_normal((m, k)) * 0.05).astype(np.float32)
 
 
-def test_scope_is_ideal_and_pcm_arrays():
-    assert unsupported(preset("ideal")) is None and unsupported(preset("pcm")) is None
-    assert "digital" in unsupported(preset("fixed8"))
+def test_scope_is_one_sided_arrays_of_the_twinned_models_and_digital_arrays():
+    assert all(unsupported(preset(p)) is None for p in ("ideal", "pcm", "fixed8"))
     assert "symmetric" in unsupported(preset("reram_pulsed"))
     from hw_models.noise import get
-    chain = dataclasses.replace(preset("pcm"), noise=(PCM(), get("stuck_at")()))
-    assert "pcm" in unsupported(chain)
-    with pytest.raises(ConfigError, match="hardware.engine = 'torch': digital"):
-        make_tile(_weights(), _torch("fixed8"), np.random.default_rng(0))
+    chain = dataclasses.replace(preset("pcm"), noise=(PCM(), get("stuck_at")(), get("gmax_variability")()))
+    assert "['gmax_variability']" in unsupported(chain)
+    with pytest.raises(ConfigError, match="hardware.engine = 'torch': symmetric"):
+        make_tile(_weights(), _torch("reram_pulsed"), np.random.default_rng(0))
     assert isinstance(make_tile(_weights(), _torch("pcm"), np.random.default_rng(0)), TorchTile)
 
 
@@ -77,7 +78,7 @@ def test_pcm_conductances_match_the_model_moments(g_norm, dev):
     target = torch.full((1_000_000,), g_norm * GMAX, device=dev)
     g_prog, state = tpcm.program(model, target, GMAX, gen)
     for t_s in (0.0, 86400.0, 3.1536e7):
-        g, var = tpcm.read_out(model, g_prog, state, t_s, gen)
+        g, var = devices.read_out((model,), g_prog, state, t_s, gen)
         assert var is None and float(g.min()) >= 0
         mean, std = model.conductance_moments(g_norm * GMAX, GMAX, t_s)
         assert_moments(g.double().cpu().numpy() / GMAX, float(mean) / GMAX, float(std) / GMAX, f"torch G({t_s})/gmax at {g_norm}")
@@ -87,7 +88,7 @@ def test_pcm_per_read_and_constant_law_moments():
     for model in (PCM(read_noise="per_read"), PCM(drift_law="constant")):
         gen = torch.Generator().manual_seed(3)
         g_prog, state = tpcm.program(model, torch.full((1_000_000,), 0.5 * GMAX), GMAX, gen)
-        g, var = tpcm.read_out(model, g_prog, state, 86400.0, gen)
+        g, var = devices.read_out((model,), g_prog, state, 86400.0, gen)
         if var is not None:
             g = g + var.sqrt() * torch.randn(g.shape, generator=gen)
         mean, std = model.conductance_moments(0.5 * GMAX, GMAX, 86400.0)
@@ -196,7 +197,7 @@ def test_training_on_the_torch_engine_learns_like_the_numba_engine():
 def test_cuda_requests_are_checked_before_anything_runs():
     from conftest import tiny_config
     from onchip_ff.trainer import check_device
-    for extra, match in ((["hardware.preset=fixed8"], "digital"), (["hardware.engine=numba"], "engine = 'numba'")):
+    for extra, match in ((["hardware.preset=reram_pulsed"], "symmetric"), (["hardware.engine=numba"], "engine = 'numba'")):
         cfg = tiny_config("df", extra=["hardware.backend=sim", "train.device=cuda"] + extra)
         with pytest.raises(ConfigError, match=match):
             check_device(cfg)

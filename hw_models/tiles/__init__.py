@@ -53,10 +53,14 @@ class Tile(Protocol):
 
 
 def make_tile(weight: np.ndarray, device: DeviceConfig, rng: np.random.Generator) -> Tile:
-    """An array programmed with weight (out, in): with device.engine = "torch" a TorchTile on the
-    CPU (hw_models/torch_engine; torch_layers moves it with its module), else DigitalTile if
-    device.weight_bits > 0, else AnalogTile."""
+    """An array programmed with weight (out, in): with device.engine = "torch" a torch-engine
+    array on the CPU (hw_models/torch_engine: TorchDigitalTile if device.weight_bits > 0, else
+    TorchTile; torch_layers moves it with its module), else DigitalTile if device.weight_bits > 0,
+    else AnalogTile."""
     if device.engine == "torch":
+        if device.digital:
+            from hw_models.torch_engine.digital import TorchDigitalTile
+            return TorchDigitalTile(weight, device, rng)
         from hw_models.torch_engine.tile import TorchTile
         return TorchTile(weight, device, rng)
     if device.digital:

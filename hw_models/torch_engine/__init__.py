@@ -1,14 +1,15 @@
-"""The torch engine of the simulator: analog arrays whose devices, periphery and noise are torch
-tensors on any torch device (the GPU path; `hardware.engine = "torch"`, or "auto" with
-train.device = "cuda").  Same formulas as the numba engine (hw_models/tiles, hw_models/noise,
-hw_models/kernels), computed in float32 torch ops; its random numbers come from torch generators
-on the tile's device, so results equal the numba engine's in distribution, not draw for draw
-(tests/test_torch_engine.py).
+"""The torch engine of the simulator: arrays whose devices, periphery and noise are torch tensors
+on any torch device (the GPU path; `hardware.engine = "torch"`, or "auto" with train.device =
+"cuda").  Same formulas as the numba engine (hw_models/tiles, hw_models/noise, hw_models/kernels),
+computed in float32 torch ops; its random numbers come from torch generators on the tile's device,
+so results equal the numba engine's in distribution, not draw for draw (tests/test_torch_engine.py).
 
-Covers the analog arrays of the `ideal` and `pcm` presets and their variants: one-sided pairs,
-noise chain empty or the "pcm" model alone (any of its settings), any periphery (DAC, ADC, output
-noise, bound management, drift compensation), exact or granular writes.  Digital arrays and the
-other noise models run on the numba engine only: `unsupported` says why for a DeviceConfig.
+Covers analog arrays with one-sided pairs whose noise chain is made of the models with a torch twin
+(devices.py STAGES: "pcm", "gaussian_weight", "gaussian_read", "stuck_at"; any order, any
+settings), with any periphery (DAC, ADC, output noise, bound management, drift compensation) and
+exact or granular writes (tile.py); and digital fixed-point arrays (digital.py).  Symmetric pairs
+and the pulsed / other noise models run on the numba engine only: `unsupported` says why for a
+DeviceConfig.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from hw_models.device import DeviceConfig
 def unsupported(device: DeviceConfig) -> str | None:
     """Why the torch engine cannot simulate arrays of `device` (None: it can)."""
     if device.digital:
-        return "digital fixed-point arrays (hardware.weight_bits > 0) run on the numba engine only"
+        return None
     if device.pair_mapping != "one_sided":
         return "symmetric pairs (pulsed updates) run on the numba engine only; the torch engine takes one-sided pairs"
+    from hw_models.torch_engine.devices import STAGES
     names = [m.name for m in device.noise]
-    if names not in ([], ["pcm"]):
-        return f"noise chain {names}: the torch engine models no noise or the 'pcm' model alone"
+    missing = [n for n in names if n not in STAGES]
+    if missing:
+        return (f"noise model(s) {missing} run on the numba engine only; the torch engine models "
+                f"{', '.join(sorted(STAGES))}")
     return None

@@ -7,6 +7,9 @@
   q     = min(coeff / max((|G| / gmax)^exponent, 1e-3), q_max), 0^e -> the floor  (1/f amplitude)
   G(t)  = G e^(-L nu), L = ln((t + t0) / t0)                                      (drift)
   sigma = |G(t)| f(t) q,  f(t) = scale sqrt(ln((t + t0 + t_read) / (2 t_read)))  (read noise)
+
+Stages as hw_models/torch_engine/devices.py calls them (the NoiseModel contract of
+hw_models/noise/base.py, on tensors); the model keeps nothing across writes, so `old` is unused.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from hw_models.kernels.pcm import (G_REL_FLOOR, MU_MAX, MU_MIN, MU_OFFSET, MU_SL
 from hw_models.noise.pcm import G_POW_FLOOR, NU_KEY, PCM, Q_KEY
 
 
-def program(model: PCM, target: torch.Tensor, gmax_uS: float, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+def program(model: PCM, target: torch.Tensor, gmax_uS: float, gen: torch.Generator,
+            old=None) -> tuple[torch.Tensor, dict]:
     """(programmed conductances, {nu, q} per device) of float32 targets (uS)."""
     law = model._nu_law
     state = {}
@@ -41,6 +45,8 @@ def program(model: PCM, target: torch.Tensor, gmax_uS: float, gen: torch.Generat
             poly = poly * x + c
         sigma = torch.clamp(poly, min=0.0) * (model.prog_noise_scale * gm / model.prog_coeff_gmax_ref_uS)
         g = torch.clamp(target + sigma * torch.randn(target.shape, generator=gen, device=target.device), min=0.0)
+    else:
+        g = target.clone()
     if model.read_noise_scale > 0:
         gn = g.abs() / gm
         power = torch.where(gn > 0, gn.pow(model.read_1f_exponent), torch.zeros_like(gn))
@@ -50,21 +56,17 @@ def program(model: PCM, target: torch.Tensor, gmax_uS: float, gen: torch.Generat
     return g, state
 
 
-def read_out(model: PCM | None, g_prog: torch.Tensor, state: dict, t_s: float,
-             gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(conductances at t_s, per-read variance uS^2 or None) as hw_models/tiles/readout.read_out:
-    drift, then the read noise frozen into the conductances (max(g + sigma xi, 0)) or returned as
-    its variance ("per_read")."""
-    if model is None:
-        return g_prog, None
-    g = g_prog
+def drift(model: PCM, g_prog: torch.Tensor, state: dict, t_s: float) -> torch.Tensor:
+    """G(t) = G e^(-L nu) (the programmed conductances themselves at L = 0 or without nu)."""
     log_ratio = model._log_ratio(t_s)
-    if log_ratio != 0 and NU_KEY in state:
-        g = g_prog * torch.exp(state[NU_KEY] * -log_ratio)
+    if log_ratio == 0 or NU_KEY not in state:
+        return g_prog
+    return g_prog * torch.exp(state[NU_KEY] * -log_ratio)
+
+
+def read_sigma(model: PCM, g: torch.Tensor, state: dict, t_s: float) -> torch.Tensor | None:
+    """Std (uS) of one read, |G(t)| f(t) q (None when f(t) = 0)."""
     factor = model._time_factor(t_s)
     if factor == 0:
-        return g, None
-    sigma = g.abs() * factor * state[Q_KEY]
-    if model.frozen_read:
-        return torch.clamp(g + sigma * torch.randn(g.shape, generator=gen, device=g.device), min=0.0), None
-    return g, sigma * sigma
+        return None
+    return g.abs() * factor * state[Q_KEY]

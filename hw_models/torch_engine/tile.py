@@ -16,7 +16,7 @@ import torch
 from common.errors import ConfigError, OnchipError
 from hw_models.device import DeviceConfig
 from hw_models.periphery import compensation_factor
-from hw_models.torch_engine import pcm as tpcm
+from hw_models.torch_engine import devices
 from hw_models.torch_engine import unsupported
 from hw_models.torch_engine.chain import TorchChain
 
@@ -45,7 +45,6 @@ class TorchTile:
         if why:
             raise ConfigError(f"hardware.engine = 'torch': {why}")
         self.device = device
-        self.model = device.noise[0] if device.noise else None
         self.torch_device = torch.device(torch_device)
         _streams(self, rng)
         w = self._tensor(weight)
@@ -57,10 +56,16 @@ class TorchTile:
         t = torch.as_tensor(a) if not isinstance(a, torch.Tensor) else a
         return t.detach().to(device=self.torch_device, dtype=torch.float32)
 
+    def _state_tensor(self, a) -> torch.Tensor:
+        """A per-device state array as a tensor on this tile's device, its dtype kept (stuck flags
+        are int8)."""
+        t = torch.as_tensor(a) if not isinstance(a, torch.Tensor) else a
+        return t.detach().to(device=self.torch_device).clone()
+
     # ---- programming and time ------------------------------------------------------------
     def program(self, weight) -> None:
         """Write W: per-row range w_max = headroom max|W[m, :]| (headroom 1 for an all-zero row),
-        one-sided targets, the program stage of the noise model."""
+        one-sided targets, the program stages of the noise chain (torch_engine/devices.py)."""
         w = self._tensor(weight)
         absmax = w.abs().amax(dim=1) if w.numel() else torch.ones(w.shape[0], device=w.device)
         self.w_max = (self.device.weight_headroom * torch.where(absmax > 0, absmax, torch.ones_like(absmax)))[:, None]
@@ -77,10 +82,8 @@ class TorchTile:
         gmax = self.device.gmax_uS
         return torch.clamp(w_norm, min=0.0) * gmax, torch.clamp(-w_norm, min=0.0) * gmax
 
-    def _program_devices(self, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        if self.model is None:
-            return target.clone(), {}
-        return tpcm.program(self.model, target, self.device.gmax_uS, self.gen)
+    def _program_devices(self, target: torch.Tensor, old=None) -> tuple[torch.Tensor, dict]:
+        return devices.program(self.device.noise, target, self.device.gmax_uS, self.gen, old)
 
     def set_time(self, t_s: float) -> None:
         """Evaluate from now on at t_s seconds after programming (drift, frozen read noise drawn
@@ -109,7 +112,7 @@ class TorchTile:
     def _read_out(self, g_progs, states):
         gs, var = [], None
         for g, state in zip(g_progs, states):
-            g, v = tpcm.read_out(self.model, g, state, self.t_s, self.chain.gen)
+            g, v = devices.read_out(self.device.noise, g, state, self.t_s, self.chain.gen)
             gs.append(g)
             if v is not None:
                 var = v if var is None else var + v
@@ -172,7 +175,7 @@ class TorchTile:
             return
         written = []
         for i, target in enumerate(self._targets(w_norm)):
-            g, state = self._program_devices(target)
+            g, state = self._program_devices(target, devices.Old(self.states[i], mask))
             self.g_prog[i][mask] = g
             for k, v in state.items():
                 self.states[i][k][mask] = v
@@ -222,7 +225,7 @@ class TorchTile:
             raise ValueError(f"not the state of a {tuple(self.g_eff.shape)} torch-engine array")
         t = self._tensor
         self.g_prog = [t(g).clone() for g in state["g_prog"]]
-        self.states = [{k: t(v).clone() for k, v in s.items()} for s in state["states"]]
+        self.states = [{k: self._state_tensor(v) for k, v in s.items()} for s in state["states"]]
         self.g_now = [self.g_prog[i] if same else t(g).clone()
                       for i, (g, same) in enumerate(zip(state["g_now"], state["g_now_is_prog"]))]
         self.g_eff, self.w_max = t(state["g_eff"]).clone(), t(state["w_max"]).clone()
@@ -238,13 +241,13 @@ class TorchTile:
         torch_device: its conductances, device properties, ranges, time and compensation; random
         streams seeded from draws of its Generator."""
         new = cls.__new__(cls)
-        new.device, new.model = tile.device, (tile.device.noise[0] if tile.device.noise else None)
+        new.device = tile.device
         new.torch_device = torch.device(torch_device)
         _streams(new, tile.rng)
         new.out_features, new.in_features = tile.out_features, tile.in_features
         t = new._tensor
         new.g_prog = [t(g).clone() for g in tile.g_prog]
-        new.states = [{k: t(v).clone() for k, v in s.items()} for s in tile.states]
+        new.states = [{k: new._state_tensor(v) for k, v in s.items()} for s in tile.states]
         new.g_now = [new.g_prog[i] if g is p else t(g).clone() for i, (g, p) in enumerate(zip(tile.g_now, tile.g_prog))]
         new.g_eff, new.w_max = t(tile.g_eff).clone(), t(tile.w_max).clone()
         new.read_var = None if tile.read_var is None else t(tile.read_var).clone()

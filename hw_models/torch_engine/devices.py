@@ -1,0 +1,98 @@
+"""The devices of a torch-engine array: the noise chain's stages in the order of the numba engine
+(hw_models/tiles/analog.py _write_devices, hw_models/tiles/readout.py read_out) with each model's
+torch twin (pcm.py, gaussian.py, stuck_at.py), and which models have one (STAGES).
+
+  program:  every model's program stage in chain order (a re-written device passes the state of
+            its earlier write as `old`: permanent faults stay), then every model's enforce
+  read_out: every model's drift, every enforce, then the read noise: frozen noise drawn now and
+            kept as max(g + sigma xi, 0), per-read noise returned as its variance
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import torch
+
+from hw_models.torch_engine import gaussian, pcm, stuck_at
+
+
+def _same(model, g, *args):
+    return g
+
+
+def _none(model, g, *args):
+    return None
+
+
+class Stages(NamedTuple):
+    """A noise model's stages on tensors: program(model, target, gmax, gen, old) -> (g, state),
+    drift(model, g, state, t_s), enforce(model, g, state), read_sigma(model, g, state, t_s) -> std
+    or None."""
+
+    program: object
+    drift: object = _same
+    enforce: object = _same
+    read_sigma: object = _none
+
+
+STAGES = {
+    "pcm": Stages(pcm.program, drift=pcm.drift, read_sigma=pcm.read_sigma),
+    "gaussian_weight": Stages(gaussian.program_weight),
+    "gaussian_read": Stages(gaussian.program_read, read_sigma=gaussian.read_sigma),
+    "stuck_at": Stages(stuck_at.program, enforce=stuck_at.enforce),
+}
+
+
+class Old(Mapping):
+    """The per-device state tensors at the devices selected by a boolean mask, gathered on first
+    access (as hw_models/tiles/readout.py Subset: models that keep nothing never pay for it)."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor], mask: torch.Tensor) -> None:
+        self._tensors, self._mask, self._taken = tensors, mask, {}
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self._taken:
+            self._taken[key] = self._tensors[key][self._mask]
+        return self._taken[key]
+
+    def __contains__(self, key) -> bool:
+        return key in self._tensors
+
+    def __iter__(self):
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+
+def program(noise, target: torch.Tensor, gmax_uS: float, gen: torch.Generator,
+            old: Mapping | None = None) -> tuple[torch.Tensor, dict]:
+    """(programmed conductances, per-device state) of float32 targets (uS) through the chain."""
+    g, state = target, {}
+    for model in noise:
+        g, new = STAGES[model.name].program(model, g, gmax_uS, gen, old)
+        state.update(new)
+    for model in noise:
+        g = STAGES[model.name].enforce(model, g, state)
+    return (g if noise else target.clone()), state
+
+
+def read_out(noise, g: torch.Tensor, state: dict, t_s: float,
+             gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(conductances at t_s, per-read variance uS^2 or None) of devices programmed to g."""
+    for model in noise:
+        g = STAGES[model.name].drift(model, g, state, t_s)
+    for model in noise:
+        g = STAGES[model.name].enforce(model, g, state)
+    var = None
+    for model in noise:
+        sigma = STAGES[model.name].read_sigma(model, g, state, t_s)
+        if sigma is None:
+            continue
+        if model.frozen_read:
+            g = torch.clamp(g + sigma * torch.randn(g.shape, generator=gen, device=g.device), min=0.0)
+        else:
+            var = sigma * sigma if var is None else var + sigma * sigma
+    return g, var
