@@ -1,5 +1,6 @@
-"""The torch engine's twins of the Gaussian and stuck-at noise models and its digital arrays
-(hw_models/torch_engine/gaussian.py, stuck_at.py, digital.py), on the CPU here and on a GPU where
+"""The torch engine's twins of the Gaussian, stuck-at, gmax-variability and weight-quantization noise
+models and its digital arrays (hw_models/torch_engine/gaussian.py, stuck_at.py, gmax_variability.py,
+weight_quantization.py, digital.py), on the CPU here and on a GPU where
 there is one: program-stage moments over 10^6 devices against each model's documented moments;
 reads and writes of one array with the robustness study's chain agree with the numba engine's in
 distribution; faults persist across writes; digital reads equal the numba engine's bit for bit,
@@ -88,6 +89,34 @@ def test_gaussian_read_variance_is_the_models(dev):
     reads = g_read + var.sqrt() * torch.randn(g.shape, generator=gen, device=dev)
     mean, std = model.moments("read", np.full(1, 0.6 * GMAX), GMAX)
     assert_moments(_samples(reads), float(mean[0]) / GMAX, float(std[0]) / GMAX, "gaussian_read")
+
+
+@pytest.mark.parametrize("dev", DEVICES)
+def test_gmax_variability_matches_its_moments_and_devices_keep_their_gmax(dev):
+    from hw_models.noise.gmax_variability import GMAX_KEY, GmaxVariability
+    model = GmaxVariability(sigma_rel=0.3)
+    gen = torch.Generator(device=dev).manual_seed(14)
+    g, state = devices.program((model,), torch.full((1_000_000,), 0.5 * GMAX, device=dev), GMAX, gen)
+    mean, std = model.moments("program", np.full(1, 0.5 * GMAX), GMAX)
+    assert_moments(_samples(g), float(mean[0]) / GMAX, float(std[0]) / GMAX, "gmax_variability")
+    assert torch.allclose(state[GMAX_KEY] * 0.5, g, rtol=1e-6)
+    mask = torch.zeros(1_000_000, dtype=torch.bool, device=dev)
+    mask[::2] = True
+    g2, state2 = devices.program((model,), torch.full((500_000,), 0.2 * GMAX, device=dev), GMAX, gen,
+                                 devices.Old(state, mask))
+    assert torch.equal(state2[GMAX_KEY], state[GMAX_KEY][mask])
+    assert torch.allclose(g2, state[GMAX_KEY][mask] * 0.2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("levels", [2, 16, 255])
+def test_weight_quantization_equals_the_numpy_model(levels):
+    from hw_models.noise.weight_quantization import WeightQuantization
+    model = WeightQuantization(levels=levels)
+    target = np.concatenate([np.random.default_rng(15).uniform(-2, 27, 100_000),
+                             np.arange(levels) * GMAX / (levels - 1) + GMAX / (levels - 1) / 2]).astype(np.float32)
+    expect, _ = model.program(target, GMAX, np.random.default_rng(0))
+    got, state = devices.program((model,), torch.from_numpy(target), GMAX, torch.Generator())
+    assert state == {} and np.array_equal(got.numpy(), expect)
 
 
 @pytest.mark.parametrize("dev", DEVICES)

@@ -5,10 +5,10 @@ computed in float32 torch ops; its random numbers come from torch generators on 
 so results equal the numba engine's in distribution, not draw for draw (tests/test_torch_engine.py).
 
 Covers analog arrays with one-sided pairs whose noise chain is made of the models with a torch twin
-(devices.py STAGES: "pcm", "gaussian_weight", "gaussian_read", "stuck_at"; any order, any
-settings), with any periphery (DAC, ADC, output noise, bound management, drift compensation) and
+(devices.py STAGES: "pcm", "gaussian_weight", "gaussian_read", "stuck_at", "gmax_variability",
+"weight_quantization" — every model without an update stage; any order, any settings), with any periphery (DAC, ADC, output noise, bound management, drift compensation) and
 exact or granular writes (tile.py); and digital fixed-point arrays (digital.py).  Symmetric pairs
-and the pulsed / other noise models run on the numba engine only: `unsupported` says why for a
+and the pulsed update models run on the numba engine only: `unsupported` says why for a
 DeviceConfig.
 """
 

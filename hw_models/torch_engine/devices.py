@@ -1,6 +1,7 @@
 """The devices of a torch-engine array: the noise chain's stages in the order of the numba engine
 (hw_models/tiles/analog.py _write_devices, hw_models/tiles/readout.py read_out) with each model's
-torch twin (pcm.py, gaussian.py, stuck_at.py), and which models have one (STAGES).
+torch twin (pcm.py, gaussian.py, stuck_at.py, gmax_variability.py, weight_quantization.py: every
+model without an update stage), and which models have one (STAGES).
 
   program:  every model's program stage in chain order (a re-written device passes the state of
             its earlier write as `old`: permanent faults stay), then every model's enforce
@@ -15,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from hw_models.torch_engine import gaussian, pcm, stuck_at
+from hw_models.torch_engine import gaussian, gmax_variability, pcm, stuck_at, weight_quantization
 
 
 def _same(model, g, *args):
@@ -42,6 +43,8 @@ STAGES = {
     "gaussian_weight": Stages(gaussian.program_weight),
     "gaussian_read": Stages(gaussian.program_read, read_sigma=gaussian.read_sigma),
     "stuck_at": Stages(stuck_at.program, enforce=stuck_at.enforce),
+    "gmax_variability": Stages(gmax_variability.program),
+    "weight_quantization": Stages(weight_quantization.program),
 }
 
 
