@@ -38,17 +38,14 @@ def _weights(m=60, k=300, seed=0):
     return (np.random.default_rng(seed).standard_normal((m, k)) * 0.05).astype(np.float32)
 
 
-def test_scope_is_one_sided_arrays_of_the_twinned_models_and_digital_arrays(monkeypatch):
-    assert all(unsupported(preset(p)) is None for p in ("ideal", "pcm", "fixed8"))
-    assert "symmetric" in unsupported(preset("reram_pulsed"))
+def test_scope_is_every_preset_and_every_twinned_model(monkeypatch):
+    assert all(unsupported(preset(p)) is None for p in ("ideal", "pcm", "fixed8", "reram_pulsed"))
     from hw_models.noise import get
     chain = dataclasses.replace(preset("pcm"), noise=(PCM(), get("stuck_at")(), get("gmax_variability")()))
     assert unsupported(chain) is None
     monkeypatch.delitem(devices.STAGES, "stuck_at")  # a model without a torch twin
     assert "['stuck_at']" in unsupported(chain)
     monkeypatch.undo()
-    with pytest.raises(ConfigError, match="hardware.engine = 'torch': symmetric"):
-        make_tile(_weights(), _torch("reram_pulsed"), np.random.default_rng(0))
     assert isinstance(make_tile(_weights(), _torch("pcm"), np.random.default_rng(0)), TorchTile)
 
 
@@ -200,7 +197,9 @@ def test_training_on_the_torch_engine_learns_like_the_numba_engine():
 def test_cuda_requests_are_checked_before_anything_runs():
     from conftest import tiny_config
     from onchip_ff.trainer import check_device
-    for extra, match in ((["hardware.preset=reram_pulsed"], "symmetric"), (["hardware.engine=numba"], "engine = 'numba'")):
+    for extra, match in ((["hardware.preset=reram_pulsed", 'hardware.noise=["pulsed_constant"]',
+                           'hardware.pulsed_constant.update_scheme="pulse_train"'], "pulse_train"),
+                         (["hardware.engine=numba"], "engine = 'numba'")):
         cfg = tiny_config("df", extra=["hardware.backend=sim", "train.device=cuda"] + extra)
         with pytest.raises(ConfigError, match=match):
             check_device(cfg)

@@ -161,6 +161,83 @@ def test_writes_of_a_study_array_agree_with_the_numba_engine(dev):
     _two_sample_close(err_a[:, None], err_t[:, None], 4.0)
 
 
+# ---- pulsed devices (symmetric pairs) ----------------------------------------------------------------
+UPDATE_CASES = [(0.5, 0.02), (0.5, -0.02), (0.3, 0.9), (0.9, 3.0), (0.1, -2.0), (0.5, 0.0)]  # (g/gmax, dg/step)
+
+
+@pytest.mark.parametrize("dev", DEVICES)
+@pytest.mark.parametrize("name", ["pulsed_nonlinear", "pulsed_constant"])
+@pytest.mark.parametrize("g_norm, pulses", UPDATE_CASES)
+def test_pulsed_updates_match_the_models_moments(name, g_norm, pulses, dev):
+    """10^6 devices at g, one requested change of `pulses` nominal steps (fractions: stochastic
+    rounding; near the bounds: clipping): mean and std within 3 SE of the model's exact update
+    moments (the mixture over pulse counts of clipped Gaussians)."""
+    model = get(name).example()
+    step = GMAX / model.p_max if name == "pulsed_nonlinear" else model.dw_min_uS
+    n = 1_000_000
+    g = torch.full((n,), g_norm * GMAX, device=dev)
+    dg = torch.full((n,), pulses * step, device=dev)
+    out = devices.update((model,), g, dg, GMAX, {}, torch.Generator(device=dev).manual_seed(16))
+    mean, std = model.moments("update", np.full(1, g_norm * GMAX, np.float32), GMAX,
+                              dg_uS=np.full(1, pulses * step, np.float32))
+    assert out.dtype == torch.float32 and float(out.min()) >= 0 and float(out.max()) <= GMAX
+    assert_moments(_samples(out), float(mean[0]) / GMAX, float(std[0]) / GMAX, f"{name} at {g_norm}, {pulses} steps")
+
+
+def test_pulsed_constant_device_spreads_match_the_numpy_model():
+    """Per-device steps and bounds drawn at programming (d-t-d spreads of aihwkit's defaults):
+    two-sample means and variances against the numpy model's draws; a re-write keeps them."""
+    from hw_models.noise.pulsed_constant import PulsedConstant
+    model = PulsedConstant()
+    n = 200_000
+    _, ref = model.program(np.full(n, 12.5, np.float32), GMAX, np.random.default_rng(0))
+    _, got = devices.program((model,), torch.full((n,), 12.5), GMAX, torch.Generator().manual_seed(17))
+    assert set(got) == set(ref) == set(model._keys)
+    for key in ref:
+        _two_sample_close(ref[key].astype(np.float64)[:, None], got[key].double().numpy()[:, None], 4.0)
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[:10] = True
+    _, again = devices.program((model,), torch.full((10,), 3.0), GMAX, torch.Generator(), devices.Old(got, mask))
+    assert all(torch.equal(again[k], got[k][:10]) for k in got)
+
+
+@pytest.mark.parametrize("dev", DEVICES)
+@pytest.mark.parametrize("preset_name", ["reram_pulsed", "pulsed_constant"])
+def test_pulsed_array_writes_and_reads_agree_with_the_numba_engine(preset_name, dev):
+    """A symmetric-pair array (reram_pulsed; reram_pulsed with pulsed_constant's example device)
+    programmed on the numba engine and copied: one update of the same request on each engine
+    leaves the same distribution of errors (held minus requested weights, two-sample over 120 000
+    pairs); then 500 reads of the same inputs agree output by output (8-bit DAC/ADC)."""
+    d = preset("reram_pulsed")
+    if preset_name == "pulsed_constant":
+        d = dataclasses.replace(d, noise=(get("pulsed_constant").example(),))
+    w = _weights(200, 600)
+    a = make_tile(w, d, np.random.default_rng(0))
+    t = TorchTile.from_analog(a, dev)
+    delta = (np.random.default_rng(3).standard_normal(w.shape) * 2e-3).astype(np.float32)
+    requested = a.weights() + delta
+    a.update(delta)
+    t.update(delta)
+    err_a = (a.weights() - requested).reshape(-1, 1).astype(np.float64)
+    err_t = (t.weights().cpu().numpy() - requested).reshape(-1, 1).astype(np.float64)
+    assert err_a.std() > 0
+    _two_sample_close(err_a, err_t, 4.0)
+    t2 = TorchTile.from_analog(a, dev)  # the same devices on both engines now
+    x = np.abs(np.random.default_rng(1).standard_normal((2, 600))).astype(np.float32)
+    ya = np.stack([a.forward(x) for _ in range(500)]).reshape(500, -1).astype(np.float64)
+    yt = np.stack([t2.forward(x).cpu().numpy() for _ in range(500)]).reshape(500, -1).astype(np.float64)
+    np.testing.assert_allclose(yt.mean(0), ya.mean(0), rtol=1e-5, atol=1e-5)  # no read noise: the same reads
+
+
+def test_pulse_trains_stay_on_the_numba_engine():
+    from hw_models.torch_engine import unsupported
+    d = dataclasses.replace(preset("reram_pulsed"), noise=(dataclasses.replace(get("pulsed_constant").example(),
+                                                                               update_scheme="pulse_train"),))
+    assert "pulse_train" in unsupported(d)
+    with pytest.raises(ConfigError, match="pulse_train"):
+        make_tile(_weights(), dataclasses.replace(d, engine="torch"), np.random.default_rng(0))
+
+
 # ---- digital arrays ------------------------------------------------------------------------------
 def _digital(engine: str, **changes):
     return dataclasses.replace(preset("fixed8"), engine=engine, **changes)
@@ -235,15 +312,15 @@ def test_digital_state_round_trip_and_moves():
         make_tile(_weights(10, 30), _digital("torch"), np.random.default_rng(0)).load_state(state)
 
 
-@pytest.mark.parametrize("extra", [["hardware.preset=fixed8"],
+@pytest.mark.parametrize("extra", [["hardware.preset=fixed8"], ["hardware.preset=reram_pulsed"],
                                    ["hardware.preset=ideal", 'hardware.noise=["gaussian_weight", "stuck_at", "gaussian_read"]',
                                     "hardware.weight_headroom=2", "hardware.gaussian_weight.sigma_add_rel=0.01",
                                     "hardware.gaussian_weight.sigma_mul_rel=0", "hardware.stuck_at.p_stuck_low=0.01",
                                     "hardware.stuck_at.p_stuck_high=0.01", "hardware.gaussian_read.sigma_add_rel=0.01",
                                     "hardware.gaussian_read.sigma_mul_rel=0"]])
 def test_training_on_the_torch_engine_learns_like_the_numba_engine(extra):
-    """DF on synthetic data on a digital array and on the study's noisy chain (1 % levels, headroom
-    2 as in robustness_fmnist.toml), both engines: test
+    """DF on synthetic data on a digital array, on pulsed ReRAM and on the study's noisy chain (1 %
+    levels, headroom 2 as in robustness_fmnist.toml), both engines: test
     accuracies within 5 points (other random streams, same arithmetic) and far above chance."""
     from conftest import tiny_config
     from onchip_ff.data import load_dataset

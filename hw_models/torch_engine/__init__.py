@@ -4,11 +4,13 @@ on any torch device (the GPU path; `hardware.engine = "torch"`, or "auto" with t
 computed in float32 torch ops; its random numbers come from torch generators on the tile's device,
 so results equal the numba engine's in distribution, not draw for draw (tests/test_torch_engine.py).
 
-Covers analog arrays with one-sided pairs whose noise chain is made of the models with a torch twin
-(devices.py STAGES: "pcm", "gaussian_weight", "gaussian_read", "stuck_at", "gmax_variability",
-"weight_quantization" — every model without an update stage; any order, any settings), with any periphery (DAC, ADC, output noise, bound management, drift compensation) and
-exact or granular writes (tile.py); and digital fixed-point arrays (digital.py).  Symmetric pairs
-and the pulsed update models run on the numba engine only: `unsupported` says why for a
+Covers analog arrays of either pair mapping whose noise chain is made of the models with a torch
+twin (devices.py STAGES: every model — "pcm", "gaussian_weight", "gaussian_read", "stuck_at",
+"gmax_variability", "weight_quantization", "pulsed_nonlinear", "pulsed_constant"; any order, any
+settings), with any periphery (DAC, ADC, output noise, bound management, drift compensation), exact
+or granular re-programming of one-sided pairs and pulse-count updates of symmetric pairs (tile.py);
+and digital fixed-point arrays (digital.py).  aihwkit's stochastic pulse trains (pulsed_constant's
+update_scheme = "pulse_train") run on the numba engine only: `unsupported` says why for a
 DeviceConfig.
 """
 
@@ -21,8 +23,9 @@ def unsupported(device: DeviceConfig) -> str | None:
     """Why the torch engine cannot simulate arrays of `device` (None: it can)."""
     if device.digital:
         return None
-    if device.pair_mapping != "one_sided":
-        return "symmetric pairs (pulsed updates) run on the numba engine only; the torch engine takes one-sided pairs"
+    if any(getattr(m, "pulse_train", False) for m in device.noise):
+        return ("update_scheme = 'pulse_train' (aihwkit's stochastic pulse trains) runs on the numba engine only; "
+                "the torch engine fires pulse counts (update_scheme = 'pulse_count')")
     from hw_models.torch_engine.devices import STAGES
     names = [m.name for m in device.noise]
     missing = [n for n in names if n not in STAGES]

@@ -1,10 +1,11 @@
 """The devices of a torch-engine array: the noise chain's stages in the order of the numba engine
 (hw_models/tiles/analog.py _write_devices, hw_models/tiles/readout.py read_out) with each model's
-torch twin (pcm.py, gaussian.py, stuck_at.py, gmax_variability.py, weight_quantization.py: every
-model without an update stage), and which models have one (STAGES).
+torch twin (pcm.py, gaussian.py, stuck_at.py, gmax_variability.py, weight_quantization.py,
+pulsed_nonlinear.py, pulsed_constant.py: every model), and which models have one (STAGES).
 
   program:  every model's program stage in chain order (a re-written device passes the state of
             its earlier write as `old`: permanent faults stay), then every model's enforce
+  update:   the chain's first model with an update stage moves the devices (symmetric pairs)
   read_out: every model's drift, every enforce, then the read noise: frozen noise drawn now and
             kept as max(g + sigma xi, 0), per-read noise returned as its variance
 """
@@ -16,7 +17,8 @@ from typing import NamedTuple
 
 import torch
 
-from hw_models.torch_engine import gaussian, gmax_variability, pcm, stuck_at, weight_quantization
+from hw_models.torch_engine import (gaussian, gmax_variability, pcm, pulsed_constant, pulsed_nonlinear, stuck_at,
+                                    weight_quantization)
 
 
 def _same(model, g, *args):
@@ -27,15 +29,20 @@ def _none(model, g, *args):
     return None
 
 
+def _identity_program(model, target, gmax_uS, gen, old=None):
+    return target.clone(), {}
+
+
 class Stages(NamedTuple):
     """A noise model's stages on tensors: program(model, target, gmax, gen, old) -> (g, state),
     drift(model, g, state, t_s), enforce(model, g, state), read_sigma(model, g, state, t_s) -> std
-    or None."""
+    or None, update(model, g, dg, gmax, state, gen) -> g (None: the model has no update stage)."""
 
-    program: object
+    program: object = _identity_program
     drift: object = _same
     enforce: object = _same
     read_sigma: object = _none
+    update: object = None
 
 
 STAGES = {
@@ -45,6 +52,8 @@ STAGES = {
     "stuck_at": Stages(stuck_at.program, enforce=stuck_at.enforce),
     "gmax_variability": Stages(gmax_variability.program),
     "weight_quantization": Stages(weight_quantization.program),
+    "pulsed_nonlinear": Stages(update=pulsed_nonlinear.update),
+    "pulsed_constant": Stages(pulsed_constant.program, update=pulsed_constant.update),
 }
 
 
@@ -80,6 +89,16 @@ def program(noise, target: torch.Tensor, gmax_uS: float, gen: torch.Generator,
     for model in noise:
         g = STAGES[model.name].enforce(model, g, state)
     return (g if noise else target.clone()), state
+
+
+def update(noise, g: torch.Tensor, dg: torch.Tensor, gmax_uS: float, state: dict,
+           gen: torch.Generator) -> torch.Tensor:
+    """Conductances after requested changes dg (uS) through the chain's first model with an update
+    stage (hw_models/tiles/update.py update_model), or exactly, clipped to [0, gmax]."""
+    model = next((m for m in noise if "update" in m.stages), None)
+    if model is None:
+        return torch.clamp(g + dg, 0.0, float(gmax_uS))
+    return STAGES[model.name].update(model, g, dg, gmax_uS, state, gen)
 
 
 def read_out(noise, g: torch.Tensor, state: dict, t_s: float,

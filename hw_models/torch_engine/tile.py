@@ -79,8 +79,13 @@ class TorchTile:
         self.written()
 
     def _targets(self, w_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(G+, G-) targets (uS): one-sided pairs put one device at 0, symmetric pairs sit around
+        gmax/2 (hw_models/tiles/mapping.py)."""
         gmax = self.device.gmax_uS
-        return torch.clamp(w_norm, min=0.0) * gmax, torch.clamp(-w_norm, min=0.0) * gmax
+        if self.device.pair_mapping == "one_sided":
+            return torch.clamp(w_norm, min=0.0) * gmax, torch.clamp(-w_norm, min=0.0) * gmax
+        half = gmax / 2
+        return half * (1 + w_norm), half * (1 - w_norm)
 
     def _program_devices(self, target: torch.Tensor, old=None) -> tuple[torch.Tensor, dict]:
         return devices.program(self.device.noise, target, self.device.gmax_uS, self.gen, old)
@@ -140,12 +145,28 @@ class TorchTile:
 
     # ---- writes -----------------------------------------------------------------------------
     def update(self, delta_w) -> None:
-        """Apply a requested change (out, in): pairs move by stochastically rounded whole
-        increments of write_granularity (only moved pairs are re-programmed), or to
-        clip(g_eff + dw, -1, 1) exactly when it is 0 (hw_models/tiles/update.py Reprogram)."""
+        """Apply a requested change (out, in) through the pairs' update policy (hw_models/tiles/
+        update.py): one-sided pairs move by stochastically rounded whole increments of
+        write_granularity (only moved pairs are re-programmed), or to clip(g_eff + dw, -1, 1)
+        exactly when it is 0 (Reprogram); symmetric pairs take half the conductance change on G+
+        and the opposite half on G- through the devices' update model (Pulsed)."""
         self._check_clock()
-        self._move(self._tensor(delta_w) / self.w_max)
+        dw_norm = self._tensor(delta_w) / self.w_max
+        if self.device.pair_mapping == "one_sided":
+            self._move(dw_norm)
+        else:
+            self._pulse(dw_norm)
         self.written()
+
+    def _pulse(self, dw_norm: torch.Tensor) -> None:
+        d = self.device
+        half_dg = dw_norm * (d.gmax_uS / 2)
+        for i, sign in enumerate((1.0, -1.0)):
+            g = devices.update(d.noise, self.g_prog[i], sign * half_dg, d.gmax_uS, self.states[i], self.gen)
+            for model in d.noise:
+                g = devices.STAGES[model.name].enforce(model, g, self.states[i])
+            self.g_prog[i] = g
+        self.refresh()
 
     def _move(self, dw_norm: torch.Tensor) -> None:
         e = self.device.write_granularity
