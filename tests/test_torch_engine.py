@@ -223,15 +223,17 @@ def test_training_on_cuda_runs_every_array_there():
     assert result.metrics["test_accuracy"] > 0.5
 
 
-def test_a_checkpoint_of_torch_engine_arrays_resumes_bit_for_bit():
+@pytest.mark.parametrize("preset_name", ["pcm", "fixed8", "reram_pulsed"])
+def test_a_checkpoint_of_torch_engine_arrays_resumes_bit_for_bit(preset_name):
     """learner_state -> torch.save -> torch.load(weights_only) -> restore_learner on a fresh learner:
-    the next training step is the same, bit for bit (torch generators' states included)."""
+    the next training step is the same, bit for bit (torch generators' states included), for
+    analog, digital and pulsed arrays."""
     import io
     from conftest import tiny_config
     from onchip_ff.checkpoint import learner_state, restore_learner
     from onchip_ff.data import load_dataset
     from onchip_ff.methods import build_learner
-    cfg = tiny_config("df", extra=["hardware.backend=sim", "hardware.preset=pcm", "hardware.engine=torch"])
+    cfg = tiny_config("df", extra=["hardware.backend=sim", f"hardware.preset={preset_name}", "hardware.engine=torch"])
     data = load_dataset(cfg.data)
     x, y = torch.from_numpy(data.x_train[:50]), torch.from_numpy(data.y_train[:50])
     a = build_learner(cfg, data.input_shape, data.n_classes, torch.Generator().manual_seed(0))

@@ -50,14 +50,15 @@ def scatter(a: np.ndarray, sel: np.ndarray, values: np.ndarray) -> None:
 
 class Subset(Mapping):
     """The per-device state arrays at the selected devices, gathered on first access (a model that
-    keeps no properties across writes, like "pcm", never pays for the gather)."""
+    keeps no properties across writes, like "pcm", never pays for the gather); `take(array, sel)`
+    gathers (default `gather`; the torch engine passes tensors and a boolean mask tensor)."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], sel: np.ndarray) -> None:
-        self._arrays, self._sel, self._taken = arrays, sel, {}
+    def __init__(self, arrays: dict, sel, take=gather) -> None:
+        self._arrays, self._sel, self._take, self._taken = arrays, sel, take, {}
 
-    def __getitem__(self, key: str) -> np.ndarray:
+    def __getitem__(self, key: str):
         if key not in self._taken:
-            self._taken[key] = gather(self._arrays[key], self._sel)
+            self._taken[key] = self._take(self._arrays[key], self._sel)
         return self._taken[key]
 
     def __contains__(self, key) -> bool:

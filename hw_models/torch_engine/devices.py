@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import torch
 
+from hw_models.tiles.readout import Subset
 from hw_models.torch_engine import (gaussian, gmax_variability, pcm, pulsed_constant, pulsed_nonlinear, stuck_at,
                                     weight_quantization)
 
@@ -57,26 +58,10 @@ STAGES = {
 }
 
 
-class Old(Mapping):
+def old_state(tensors: dict[str, torch.Tensor], mask: torch.Tensor) -> Subset:
     """The per-device state tensors at the devices selected by a boolean mask, gathered on first
-    access (as hw_models/tiles/readout.py Subset: models that keep nothing never pay for it)."""
-
-    def __init__(self, tensors: dict[str, torch.Tensor], mask: torch.Tensor) -> None:
-        self._tensors, self._mask, self._taken = tensors, mask, {}
-
-    def __getitem__(self, key: str) -> torch.Tensor:
-        if key not in self._taken:
-            self._taken[key] = self._tensors[key][self._mask]
-        return self._taken[key]
-
-    def __contains__(self, key) -> bool:
-        return key in self._tensors
-
-    def __iter__(self):
-        return iter(self._tensors)
-
-    def __len__(self) -> int:
-        return len(self._tensors)
+    access (hw_models/tiles/readout.py Subset): the `old` state of a re-write."""
+    return Subset(tensors, mask, take=lambda t, m: t[m])
 
 
 def program(noise, target: torch.Tensor, gmax_uS: float, gen: torch.Generator,

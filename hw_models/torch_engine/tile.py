@@ -196,7 +196,7 @@ class TorchTile:
             return
         written = []
         for i, target in enumerate(self._targets(w_norm)):
-            g, state = self._program_devices(target, devices.Old(self.states[i], mask))
+            g, state = self._program_devices(target, devices.old_state(self.states[i], mask))
             self.g_prog[i][mask] = g
             for k, v in state.items():
                 self.states[i][k][mask] = v
