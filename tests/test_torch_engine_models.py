@@ -349,3 +349,15 @@ def test_the_train_command_runs_torch_engine_arrays_with_its_memory_probe(tmp_pa
         memory = json.loads((out / "metrics.json").read_text())["memory"]
         chip[eng] = (memory["chip_predicted_peak_bits"], memory["chip_tallied_peak_bits"])
     assert chip["torch"] == chip["numba"] and chip["torch"][0] == chip["torch"][1] > 0, chip
+
+
+@pytest.mark.parametrize("preset_name", ["pcm", "fixed8", "reram_pulsed"])
+def test_a_numba_array_becomes_a_torch_engine_array_holding_the_same_weights(preset_name):
+    """What a module's move to a CUDA device does to its array (torch_layers._torch_engine_tile),
+    here onto the CPU: the same weights and ranges, now as tensors."""
+    from hw_models.torch_layers import _torch_engine_tile
+    a = make_tile(_weights(), preset(preset_name), np.random.default_rng(0))
+    t = _torch_engine_tile(a, torch.device("cpu"))
+    assert getattr(t, "tensors", False) and isinstance(t, TorchDigitalTile) == (preset_name == "fixed8")
+    assert np.array_equal(t.weights().numpy(), a.weights())
+    assert np.array_equal(t.weight_range().numpy(), a.weight_range())
