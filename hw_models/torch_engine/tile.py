@@ -65,7 +65,7 @@ class TorchTile:
     # ---- programming and time ------------------------------------------------------------
     def program(self, weight) -> None:
         """Write W: per-row range w_max = headroom max|W[m, :]| (headroom 1 for an all-zero row),
-        one-sided targets, the program stages of the noise chain (torch_engine/devices.py)."""
+        the pair mapping's targets, the program stages of the noise chain (torch_engine/devices.py)."""
         w = self._tensor(weight)
         absmax = w.abs().amax(dim=1) if w.numel() else torch.ones(w.shape[0], device=w.device)
         self.w_max = (self.device.weight_headroom * torch.where(absmax > 0, absmax, torch.ones_like(absmax)))[:, None]
