@@ -177,7 +177,8 @@ def test_pulsed_updates_match_the_models_moments(name, g_norm, pulses, dev):
     n = 1_000_000
     g = torch.full((n,), g_norm * GMAX, device=dev)
     dg = torch.full((n,), pulses * step, device=dev)
-    out = devices.update((model,), g, dg, GMAX, {}, torch.Generator(device=dev).manual_seed(16))
+    device = dataclasses.replace(preset("reram_pulsed"), gmax_uS=GMAX, noise=(model,))
+    out = devices.update(device, g, dg, {}, torch.Generator(device=dev).manual_seed(16))
     mean, std = model.moments("update", np.full(1, g_norm * GMAX, np.float32), GMAX,
                               dg_uS=np.full(1, pulses * step, np.float32))
     assert out.dtype == torch.float32 and float(out.min()) >= 0 and float(out.max()) <= GMAX

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import torch
 
 from hw_models.tiles.readout import Subset
+from hw_models.tiles.update import update_model
 from hw_models.torch_engine import (gaussian, gmax_variability, pcm, pulsed_constant, pulsed_nonlinear, stuck_at,
                                     weight_quantization)
 
@@ -71,19 +72,24 @@ def program(noise, target: torch.Tensor, gmax_uS: float, gen: torch.Generator,
     for model in noise:
         g, new = STAGES[model.name].program(model, g, gmax_uS, gen, old)
         state.update(new)
+    return (enforce(noise, g, state) if noise else target.clone()), state
+
+
+def enforce(noise, g: torch.Tensor, state: dict) -> torch.Tensor:
+    """Every model's hard faults re-imposed on conductances g (after a write or drift)."""
     for model in noise:
         g = STAGES[model.name].enforce(model, g, state)
-    return (g if noise else target.clone()), state
+    return g
 
 
-def update(noise, g: torch.Tensor, dg: torch.Tensor, gmax_uS: float, state: dict,
-           gen: torch.Generator) -> torch.Tensor:
-    """Conductances after requested changes dg (uS) through the chain's first model with an update
-    stage (hw_models/tiles/update.py update_model), or exactly, clipped to [0, gmax]."""
-    model = next((m for m in noise if "update" in m.stages), None)
-    if model is None:
-        return torch.clamp(g + dg, 0.0, float(gmax_uS))
-    return STAGES[model.name].update(model, g, dg, gmax_uS, state, gen)
+def update(device, g: torch.Tensor, dg: torch.Tensor, state: dict, gen: torch.Generator) -> torch.Tensor:
+    """Conductances after requested changes dg (uS) through the device's update model
+    (hw_models/tiles/update.py update_model), or exactly, clipped to [0, gmax], when it has none or
+    it is switched off (the base NoiseModel.update)."""
+    model = update_model(device)
+    if model is None or not model.enabled:
+        return torch.clamp(g + dg, 0.0, float(device.gmax_uS))
+    return STAGES[model.name].update(model, g, dg, device.gmax_uS, state, gen)
 
 
 def read_out(noise, g: torch.Tensor, state: dict, t_s: float,
@@ -91,8 +97,7 @@ def read_out(noise, g: torch.Tensor, state: dict, t_s: float,
     """(conductances at t_s, per-read variance uS^2 or None) of devices programmed to g."""
     for model in noise:
         g = STAGES[model.name].drift(model, g, state, t_s)
-    for model in noise:
-        g = STAGES[model.name].enforce(model, g, state)
+    g = enforce(noise, g, state)
     var = None
     for model in noise:
         sigma = STAGES[model.name].read_sigma(model, g, state, t_s)

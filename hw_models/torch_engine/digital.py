@@ -49,16 +49,20 @@ class TorchDigitalTile:
 
     def __init__(self, weight, device: DeviceConfig, rng: np.random.Generator,
                  torch_device: str | torch.device = "cpu") -> None:
+        self._setup(device, rng, torch_device, tuple(np.shape(weight)))
+        self.program(weight)
+
+    def _setup(self, device: DeviceConfig, rng: np.random.Generator, torch_device, shape: tuple[int, int]) -> None:
+        """Device, formats, size and generator (seeded from a draw of rng); refuses accumulators
+        that could overflow."""
         self.device = device
         self.torch_device = torch.device(torch_device)
         self.gen = torch.Generator(device=self.torch_device).manual_seed(int(rng.integers(0, 2 ** 63)))
         self.qmax = _qmax(device.weight_bits)
         self.qmax_x = _qmax(device.input_bits) if device.input_bits else 0
-        w = self._tensor(weight)
-        self.out_features, self.in_features = w.shape
+        self.out_features, self.in_features = shape
         self._check_accumulator()
         self.t_s = device.read_time_s
-        self.program(w)
 
     def _tensor(self, a) -> torch.Tensor:
         t = torch.as_tensor(a) if not isinstance(a, torch.Tensor) else a
@@ -167,13 +171,7 @@ class TorchDigitalTile:
         """A torch-engine copy of a numba-engine DigitalTile (hw_models/tiles/digital.py) on
         torch_device: its codes and scales; the generator seeded from a draw of its Generator."""
         new = cls.__new__(cls)
-        new.device = tile.device
-        new.torch_device = torch.device(torch_device)
-        new.gen = torch.Generator(device=new.torch_device).manual_seed(int(tile.rng.integers(0, 2 ** 63)))
-        new.qmax = _qmax(tile.device.weight_bits)
-        new.qmax_x = _qmax(tile.device.input_bits) if tile.device.input_bits else 0
-        new.out_features, new.in_features = tile.out_features, tile.in_features
-        new._check_accumulator()
+        new._setup(tile.device, tile.rng, torch_device, (tile.out_features, tile.in_features))
         new.t_s = tile.t_s
         new.codes = new._tensor(tile.codes.astype(np.float32))
         new.scale = new._tensor(tile.scale)

@@ -42,9 +42,8 @@ def program(model: PulsedConstant, target: torch.Tensor, gmax_uS: float, gen: to
 
 def update(model: PulsedConstant, g: torch.Tensor, dg: torch.Tensor, gmax_uS: float, state: dict,
            gen: torch.Generator) -> torch.Tensor:
-    """Conductances (float32) after the requested changes dg (uS) of devices at g."""
-    if not model.enabled:
-        return torch.clamp(g + dg, 0.0, float(gmax_uS))
+    """Conductances (float32) after the requested changes dg (uS) of devices at g (an enabled
+    model: devices.update routes a switched-off one to the exact update)."""
     k_up, k_down, k_max = model._keys
     up, down = model._nominal_steps()
     f32 = lambda v: float(torch.tensor(v, dtype=torch.float32))  # noqa: E731  (the kernel's float32 inputs)

@@ -25,9 +25,8 @@ def _curve_step(r: torch.Tensor, n: torch.Tensor, a: float, p_max: float) -> tor
 
 def update(model: PulsedNonlinear, g: torch.Tensor, dg: torch.Tensor, gmax_uS: float, state: dict,
            gen: torch.Generator) -> torch.Tensor:
-    """Conductances (float32) after the requested changes dg (uS) of devices at g."""
-    if not model.enabled:
-        return torch.clamp(g + dg, 0.0, float(gmax_uS))
+    """Conductances (float32) after the requested changes dg (uS) of devices at g (an enabled
+    model: devices.update routes a switched-off one to the exact update)."""
     lo = float(torch.tensor(model.gmin_uS, dtype=torch.float32))
     hi = float(torch.tensor(model._gmax(gmax_uS), dtype=torch.float32))
     span = hi - lo

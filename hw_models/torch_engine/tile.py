@@ -162,10 +162,8 @@ class TorchTile:
         d = self.device
         half_dg = dw_norm * (d.gmax_uS / 2)
         for i, sign in enumerate((1.0, -1.0)):
-            g = devices.update(d.noise, self.g_prog[i], sign * half_dg, d.gmax_uS, self.states[i], self.gen)
-            for model in d.noise:
-                g = devices.STAGES[model.name].enforce(model, g, self.states[i])
-            self.g_prog[i] = g
+            g = devices.update(d, self.g_prog[i], sign * half_dg, self.states[i], self.gen)
+            self.g_prog[i] = devices.enforce(d.noise, g, self.states[i])
         self.refresh()
 
     def _move(self, dw_norm: torch.Tensor) -> None:
