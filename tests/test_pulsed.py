@@ -67,14 +67,19 @@ def test_nonlinear_kernel_matches_twin(n, sigma, u_kind):
 
 @jitfree
 @pytest.mark.parametrize("kernel", ["constant", "nonlinear"])
-def test_stream_draws_equal_arrays_filled_from_the_same_streams(kernel):
-    """u and xi given as Streams (drawn in the kernel, only where used) give the same conductances
-    bit for bit as arrays filled from those streams (kernels/normal.py)."""
+@pytest.mark.parametrize("dg_std", [0.3, 0.003, 0.0])  # normals filled first / drawn where fired / none fired
+def test_stream_draws_equal_arrays_filled_from_the_same_streams(kernel, dg_std):
+    """u and xi given as Streams give the same conductances bit for bit as arrays filled from those
+    streams (kernels/normal.py), whether the kernel fills the stream's normals for every device
+    (many fire) or draws them only for the devices that fired (few fire: kernels/pulsed.py)."""
     from hw_models.kernels.normal import Stream, fill_normal, fill_uniform
     n = 3000
     rng = np.random.default_rng(5)
     g = rng.uniform(0, GMAX, n).astype(F32)
-    dg = (rng.normal(0, 0.3, n) * (rng.random(n) < 0.7)).astype(F32)  # zeros and n = 0 draws too
+    dg = (rng.normal(0, dg_std, n) * (rng.random(n) < 0.7)).astype(F32)  # zeros and n = 0 draws too
+    step = 0.05 if kernel == "constant" else GMAX / 97
+    share = K.fire_share(dg, step)
+    assert (share >= K.SPARSE_FIRED[kernel]) == (dg_std == 0.3)  # both paths are exercised
     ku, kx = 0x1234567, 0x89ABCDEF
     arrays = fill_uniform(ku, np.empty(n, F32)), fill_normal(kx, np.empty(n, F32))
     streams = Stream(np.uint64(ku)), Stream(np.uint64(kx))
@@ -83,6 +88,26 @@ def test_stream_draws_equal_arrays_filled_from_the_same_streams(kernel):
     else:
         run = lambda u, xi: K.nonlinear_update(g, dg, 0.0, GMAX, 97, 48.4, 19.4, 3.4, u, xi)  # noqa: E731
     np.testing.assert_array_equal(run(*streams), run(*arrays))
+
+
+@jitfree
+@pytest.mark.parametrize("kernel", ["constant", "nonlinear"])
+@pytest.mark.parametrize("dg_std", [0.3, 0.003])
+def test_stream_normals_unused_without_cycle_to_cycle_error(kernel, dg_std):
+    """With a cycle-to-cycle std of 0 a stream of normals changes nothing: the same conductances
+    as normals of 0, on both paths (many / few devices firing)."""
+    from hw_models.kernels.normal import Stream
+    rng = np.random.default_rng(6)
+    g = rng.uniform(0, GMAX, 3000).astype(F32)
+    dg = rng.normal(0, dg_std, 3000).astype(F32)
+    u = Stream(np.uint64(11))
+    if kernel == "constant":
+        run = lambda xi: K.constant_step_update(g, dg, 0.05, 0.055, 0.045, 0.0, GMAX, 0.0, u, xi)  # noqa: E731
+    else:
+        run = lambda xi: K.nonlinear_update(g, dg, 0.0, GMAX, 97, 48.4, 19.4, 0.0, u, xi)  # noqa: E731
+    moved = run(Stream(np.uint64(12)))
+    np.testing.assert_array_equal(moved, run(np.zeros(1, F32)))
+    assert np.any(moved != g)
 
 
 @jitfree

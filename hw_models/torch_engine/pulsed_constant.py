@@ -1,5 +1,5 @@
 """The "pulsed_constant" noise model's program and update stages in torch, the rules of
-hw_models/noise/pulsed_constant.py and the arithmetic of hw_models/kernels/pulsed.py constant_one
+hw_models/noise/pulsed_constant.py and the arithmetic of hw_models/kernels/pulsed.py constant_move
 (float64 inside), vectorized over devices; the pulse-count scheme only (update_scheme =
 "pulse_train" runs on the numba engine: hw_models/torch_engine.unsupported):
 

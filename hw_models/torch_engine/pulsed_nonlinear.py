@@ -1,5 +1,5 @@
 """The "pulsed_nonlinear" noise model's update stage in torch, the arithmetic of
-hw_models/kernels/pulsed.py nonlinear_one (NeuroSim's curve, hw_models/noise/pulsed_nonlinear.py)
+hw_models/kernels/pulsed.py nonlinear_move (NeuroSim's curve, hw_models/noise/pulsed_nonlinear.py)
 in float64, vectorized over devices:
 
   n  = floor(|dg| / step + u), step = (gmax - gmin) / Pmax, u ~ U[0, 1) (or 0.5: "nearest")
