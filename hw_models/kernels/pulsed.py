@@ -2,12 +2,13 @@
 `pulsed_constant` (aihwkit-style constant step) and `pulsed_nonlinear` (NeuroSim-style curve).
 
 Three levels: `constant_step_update` / `nonlinear_update` validate shapes and dtypes and allocate
-the output; `_constant_kernel` / `_nonlinear_kernel` loop over devices and `_*_noise_kernel` over
-the devices that fired (two passes, see "loop kernels"); the scalar helpers (`pulse_count`,
-`constant_move`, `nonlinear_pulses`, `nonlinear_move`, `curve_step`) are inlined.  Kernels take pre-drawn
-noise (float32 uniforms `u` for the rounding, float32 standard normals `xi`) or the streams to draw
-them from where they are used (kernels/normal.py Stream: uniform i / normal i of the stream, the
-same numbers as an array filled from it), never a global RNG.
+the output; `_constant_kernel` / `_nonlinear_kernel` loop over every device, `_nonlinear_count_kernel`
+counts pulses only, and `_*_noise_kernel` moves the devices that fired (passes chosen by how many
+fire, see "loop kernels"); the scalar helpers (`pulse_count`, `constant_move`, `nonlinear_pulses`,
+`nonlinear_move`, `curve_step`) are inlined.  Kernels take pre-drawn noise (float32 uniforms `u` for
+the rounding, float32 standard normals `xi`) or the streams to draw them from (kernels/normal.py
+Stream: uniform i / normal i of the stream, the same numbers as an array filled from it), never a
+global RNG.
 Arithmetic is float64 inside, float32 out.  Every per-device input array may have length N or
 length 1 (broadcast), so nominal devices need no per-device arrays.  Model semantics, formulas and
 sources: hw_models/noise/pulsed_constant.py and pulsed_nonlinear.py.  Slow twins: tests/naive.py.
