@@ -191,9 +191,9 @@ def fire_share(dg: np.ndarray, step: float) -> float:
 
 
 def _run(full, count, fired, xi, std: float, sparse: bool, n: int) -> None:
-    """The passes above.  full(xi_array, pulses): every device with the normals of an array;
-    count(pulses): every device without cycle-to-cycle error, returns the number that fired;
-    fired(pulses, key): the fired devices again, with the stream's normals."""
+    """The passes above.  full(xi_array, pulses): every device, with the normals of an array;
+    count(pulses): every device's pulse count and the result of the devices that fire none,
+    returns how many fired; fired(pulses, key): the devices that fired, with the stream's normals."""
     pulses = np.empty(n)  # float64: any count exact
     if not isinstance(xi, Stream) or std == 0:
         full(np.zeros(1, F32) if isinstance(xi, Stream) else _flat32("xi", xi, n), pulses)
