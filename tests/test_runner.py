@@ -353,3 +353,30 @@ def test_cnn_reference_sweep_compares_augmentation_on_a_validation_split():
                    for lr in (1e-3, 3e-4)}
     assert all(c.model.arch == "cnn" and c.model.channels == (32, 64, 128) and c.data.val_fraction == 0.1
                and c.train.epochs == 20 and c.train.lr_schedule == "cosine" for c in cfgs)
+
+
+def test_cnn_reference_seeds_are_the_chosen_settings_with_other_seeds():
+    """cnn_reference_seeds_fmnist.toml adds seeds 1 and 2 of the settings chosen on validation (DF
+    without augmentation, BP with it, lr 1e-3): each of its runs equals a run of
+    cnn_reference_fmnist.toml in every field but train.seed, so model selection (select_best) counts
+    them as one setting."""
+    import json
+    from pathlib import Path
+    from experiments.runner.sweep import load_sweep
+    configs = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+
+    def settings(name: str) -> list[tuple[str, int]]:
+        out = []
+        for run in load_sweep(configs / name).runs:
+            cfg = json.loads(run.config_json)
+            seed = cfg["train"].pop("seed")
+            out.append((json.dumps(cfg, sort_keys=True), seed))
+        return out
+
+    chosen = settings("cnn_reference_seeds_fmnist.toml")
+    reference = {s for s, seed in settings("cnn_reference_fmnist.toml") if seed == 0}
+    assert sorted(seed for _, seed in chosen) == [1, 1, 2, 2]
+    assert all(s in reference for s, _ in chosen)
+    picked = {(json.loads(s)["objective"]["method"], json.loads(s)["train"]["augment_flip"],
+               json.loads(s)["train"]["lr"]) for s, _ in chosen}
+    assert picked == {("df", False, 1e-3), ("bp", True, 1e-3)}
