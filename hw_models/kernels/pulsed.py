@@ -5,10 +5,10 @@ Three levels: `constant_step_update` / `nonlinear_update` validate shapes and dt
 the output; `_constant_kernel` / `_nonlinear_kernel` loop over every device, `_nonlinear_count_kernel`
 counts pulses only, and `_*_noise_kernel` moves the devices that fired (passes chosen by how many
 fire, see "loop kernels"); the scalar helpers (`pulse_count`, `constant_move`, `nonlinear_pulses`,
-`nonlinear_move`, `curve_step`) are inlined.  Kernels take pre-drawn noise (float32 uniforms `u` for
-the rounding, float32 standard normals `xi`) or the streams to draw them from (kernels/normal.py
-Stream: uniform i / normal i of the stream, the same numbers as an array filled from it), never a
-global RNG.
+`nonlinear_move`, `curve_error`, `curve_step`) are inlined.  Kernels take pre-drawn noise (float32
+uniforms `u` for the rounding, float32 standard normals `xi`) or the streams to draw them from
+(kernels/normal.py Stream: uniform i / normal i of the stream, the same numbers as an array filled
+from it), never a global RNG.
 Arithmetic is float64 inside, float32 out.  Every per-device input array may have length N or
 length 1 (broadcast), so nominal devices need no per-device arrays.  Model semantics, formulas and
 sources: hw_models/noise/pulsed_constant.py and pulsed_nonlinear.py.  Slow twins: tests/naive.py.
@@ -96,6 +96,13 @@ def nonlinear_move(g, dg, n, gmin, gmax, e_ltp, e_ltd, em_ltp, em_ltd):
     return moved if n > 0.0 else g
 
 
+@njit_inline
+def curve_error(sigma_pulses, gmin, gmax, p_max, n, x):
+    """The cycle-to-cycle error of n pulses on the NeuroSim curve, sigma_pulses * step * sqrt(n) * x
+    in conductance, step = (gmax - gmin) / p_max."""
+    return sigma_pulses * ((gmax - gmin) / p_max) * math.sqrt(n) * x
+
+
 def curve_tables(p_max: float, a: float) -> tuple[float, np.ndarray]:
     """(e, em) of curve_step for nonlinearity a: e = expm1(-p_max/a), em[k] = expm1(-k/a)."""
     return math.expm1(-p_max / a), np.expm1(-np.arange(int(p_max) + 1) / a)
@@ -148,7 +155,7 @@ def _nonlinear_kernel(g, dg, gmin, gmax, p_max, e_ltp, e_ltd, em_ltp, em_ltd, si
         gi, d, hi = float(g[i]), float(dg[i]), float(_at(gmax, i))
         n = nonlinear_pulses(gi, d, gmin, hi, p_max, _u_at(u, u_key, u_keyed, i))
         moved = nonlinear_move(gi, d, n, gmin, hi, e_ltp, e_ltd, em_ltp, em_ltd)
-        noise = sigma_pulses * ((hi - gmin) / p_max) * math.sqrt(n) * float(_at(xi, i))
+        noise = curve_error(sigma_pulses, gmin, hi, p_max, n, float(_at(xi, i)))
         out[i] = _clip(moved + noise if n > 0.0 else moved, gmin, hi)
         pulses[i] = n
         fired += 1 if n > 0.0 else 0
@@ -176,7 +183,7 @@ def _nonlinear_noise_kernel(g, dg, gmin, gmax, p_max, e_ltp, e_ltd, em_ltp, em_l
             gi, d, hi = float(g[i]), float(dg[i]), float(_at(gmax, i))
             moved = nonlinear_move(gi, d, n, gmin, hi, e_ltp, e_ltd, em_ltp, em_ltd)
             x = np.float64(np.float32(normal_at(xi_key, i, ki, wi, fi)))
-            out[i] = _clip(moved + sigma_pulses * ((hi - gmin) / p_max) * math.sqrt(n) * x, gmin, hi)
+            out[i] = _clip(moved + curve_error(sigma_pulses, gmin, hi, p_max, n, x), gmin, hi)
 
 
 SPARSE_FIRED = {"constant": 0.12, "nonlinear": 0.25}  # below: draw the normals of the fired devices only
@@ -232,7 +239,8 @@ def constant_step_update(g_uS, dg_uS, dw_nominal_uS: float, step_up_uS, step_dow
     out = np.empty(n, F32)
     if n == 0:
         return out.reshape(g.shape)
-    args = (_flat32("g_uS", g, n), _flat32("dg_uS", dg, n))
+    dg_flat = _flat32("dg_uS", dg, n)
+    args = (_flat32("g_uS", g, n), dg_flat)
     steps = (_flat32("step_up_uS", step_up_uS, n), _flat32("step_down_uS", step_down_uS, n))
     bounds = (_flat32("gmin_uS", gmin_uS, n), _flat32("gmax_uS", gmax_uS, n))
     first = (*args, float(dw_nominal_uS), *steps, *bounds, float(dw_min_std), *_draws("u", u, n))
@@ -242,7 +250,7 @@ def constant_step_update(g_uS, dg_uS, dw_nominal_uS: float, step_up_uS, step_dow
              lambda pulses: _constant_kernel(*first, zero, out, pulses),
              lambda pulses, key: _constant_noise_kernel(*args, *steps, *bounds, float(dw_min_std), pulses, key,
                                                         KI, WI, FI, out),
-             xi, dw_min_std, fire_share(args[1], dw_nominal_uS) < SPARSE_FIRED["constant"], n)
+             xi, dw_min_std, fire_share(dg_flat, dw_nominal_uS) < SPARSE_FIRED["constant"], n)
     return out.reshape(g.shape)
 
 
@@ -259,12 +267,12 @@ def nonlinear_update(g_uS, dg_uS, gmin_uS: float, gmax_uS, p_max: int, a_ltp: fl
     out = np.empty(n, F32)
     if n == 0:
         return out.reshape(g.shape)
-    args = (_flat32("g_uS", g, n), _flat32("dg_uS", dg, n), float(F32(gmin_uS)), _flat32("gmax_uS", gmax_uS, n),
-            float(p_max))
+    dg_flat, gmin, gmax = _flat32("dg_uS", dg, n), float(F32(gmin_uS)), _flat32("gmax_uS", gmax_uS, n)
+    args = (_flat32("g_uS", g, n), dg_flat, gmin, gmax, float(p_max))
     (e_ltp, em_ltp), (e_ltd, em_ltd) = curve_tables(p_max, a_ltp), curve_tables(p_max, a_ltd)
     curves = (e_ltp, e_ltd, em_ltp, em_ltd, float(ctoc_std_pulses))
     u_args = _draws("u", u, n)
-    share = fire_share(args[1], (float(args[3][:FIRE_SAMPLE].mean()) - args[2]) / p_max)
+    share = fire_share(dg_flat, (float(gmax[:FIRE_SAMPLE].mean()) - gmin) / p_max)
     with np.errstate(over="ignore"):  # uint64 wrap-around of the hash is intended (matters without JIT)
         _run(lambda xi_a, pulses: _nonlinear_kernel(*args, *curves, *u_args, xi_a, out, pulses),
              lambda pulses: _nonlinear_count_kernel(*args, *u_args, out, pulses),
