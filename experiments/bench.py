@@ -126,21 +126,21 @@ class PulseCounter:
     def counting(self):
         from hw_models.tiles import update
 
-        real = update.Pulsed.update
+        real = update.Pulsed.move
 
-        def counted(policy, tile, delta_w):
+        def counted(policy, tile, requests):
             step = pulse_step_uS(update.update_model(tile.device), tile.device.gmax_uS)
-            if step:
-                half = np.abs(np.asarray(delta_w, np.float32) / tile.w_max) * np.float32(tile.device.gmax_uS / 2 / step)
+            if step:  # requests: +-(delta_w / w_max) gmax / 2 per device of each polarity
+                half = np.abs(requests[0]) / np.float32(step)
                 self.pulses += 2.0 * float(half.sum(dtype=np.float64))
                 self.max_pulses = max(self.max_pulses, float(half.max(initial=0.0)))
-            return real(policy, tile, delta_w)
+            return real(policy, tile, requests)
 
-        update.Pulsed.update = counted
+        update.Pulsed.move = counted
         try:
             yield self
         finally:
-            update.Pulsed.update = real
+            update.Pulsed.move = real
 
 
 def pulse_step_uS(model, gmax_uS: float) -> float | None:

@@ -324,6 +324,22 @@ def naive_add_noise_clamped(g, sigma, xi):
     return np.maximum(np.asarray(g, f32) + np.asarray(sigma, f32) * np.asarray(xi, f32), f32(0))
 
 
+def naive_half_requests(w, w_max, half_scale, g_eff=None):
+    """Twin of hw_models.kernels.pair.half_requests (bit-exact): the numpy expressions the pulsed
+    write used, (M, 1) column broadcast: delta = w - g_eff * w_max (a target) or w (a change),
+    then float32(delta) / w_max * half_scale, and +- that."""
+    f32 = np.float32
+    col = np.asarray(w_max, f32).reshape(-1, 1)
+    delta = np.asarray(w) if g_eff is None else np.asarray(w) - np.asarray(g_eff, f32) * col
+    h = np.asarray(delta, dtype=f32) / col * f32(half_scale)
+    return f32(1.0) * h, f32(-1.0) * h
+
+
+def naive_pair_difference(a, b, scale):
+    """Twin of hw_models.kernels.pair.pair_difference (bit-exact): float32 numpy."""
+    return ((np.asarray(a) - np.asarray(b)) * np.float32(scale)).astype(np.float32, copy=False)
+
+
 # ---- counter-based normals and uniforms (hw_models/kernels/normal.py) ------------------------
 def naive_ziggurat_tables(layers: int = 256, r: float = 3.6541528853610088, v: float = 0.00492867323399):
     """Marsaglia & Tsang's zigset in Python floats: (ki as ints, wi, fi) lists."""

@@ -13,6 +13,7 @@ import numpy as np
 
 from common.errors import OnchipError
 from hw_models.device import DeviceConfig
+from hw_models.kernels.pair import pair_difference
 from hw_models.periphery import compensation_factor
 from hw_models.rng import NormalSource, generator_state, restore_generator
 from hw_models.tiles.chain import PeripheryChain
@@ -126,7 +127,7 @@ class AnalogTile:
                 var = v if var is None else var + v
             gs.append(g)
         inv = np.float32(1.0 / d.gmax_uS)
-        g_eff = ((gs[0] - gs[1]) * inv).astype(np.float32, copy=False)
+        g_eff = pair_difference(gs[0], gs[1], inv)
         return gs, g_eff, None if var is None else (var * inv * inv).astype(np.float32, copy=False)
 
     # ---- reads ----------------------------------------------------------------------------

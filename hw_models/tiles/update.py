@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hw_models.kernels.pair import half_requests
 from hw_models.kernels.pcm import granular_targets
 from hw_models.kernels.program import one_sided_write
 
@@ -88,17 +89,20 @@ class Pulsed(_Policy):
     """Updates move both devices of a symmetric pair through the devices' update model."""
 
     def update(self, tile: AnalogTile, delta_w: np.ndarray) -> None:
+        self.move(tile, half_requests(delta_w, tile.w_max, np.float32(tile.device.gmax_uS / 2)))
+
+    def move(self, tile: AnalogTile, requests: tuple[np.ndarray, np.ndarray]) -> None:
+        """Move G+ and G- by their requested conductance changes (uS; kernels/pair.py
+        half_requests: +-(delta_w / w_max) gmax / 2) through the update model, then store them."""
         d = tile.device
         model = update_model(d)
-        dw_norm = np.asarray(delta_w, dtype=np.float32) / tile.w_max
-        half_dg = dw_norm * np.float32(d.gmax_uS / 2)
         moved = []
-        for i, sign in enumerate((1.0, -1.0)):
+        for i, dg in enumerate(requests):
             g = tile.g_prog[i]
             if model is not None:
-                moved.append(model.update(g, np.float32(sign) * half_dg, d.gmax_uS, tile.states[i], tile.rng))
+                moved.append(model.update(g, dg, d.gmax_uS, tile.states[i], tile.rng))
             else:
-                moved.append(np.clip(g + np.float32(sign) * half_dg, 0.0, d.gmax_uS))
+                moved.append(np.clip(g + dg, 0.0, d.gmax_uS))
         self._store(tile, moved)
 
     def outer_update(self, tile: AnalogTile, x: np.ndarray, d: np.ndarray, lr: float) -> None:
@@ -124,7 +128,8 @@ class Pulsed(_Policy):
         tile.refresh()
 
     def write(self, tile: AnalogTile, w_target: np.ndarray) -> np.ndarray:
-        tile.update(w_target - tile.weights())
+        """update(w_target - weights()), its change computed in one pass with the requests."""
+        self.move(tile, half_requests(w_target, tile.w_max, np.float32(tile.device.gmax_uS / 2), g_eff=tile.g_eff))
         return tile.weights()
 
 
