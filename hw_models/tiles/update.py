@@ -89,7 +89,8 @@ class Pulsed(_Policy):
     """Updates move both devices of a symmetric pair through the devices' update model."""
 
     def update(self, tile: AnalogTile, delta_w: np.ndarray) -> None:
-        self.move(tile, half_requests(delta_w, tile.w_max, np.float32(tile.device.gmax_uS / 2)))
+        self.move(tile, half_requests(delta_w, tile.w_max, np.float32(tile.device.gmax_uS / 2),
+                                     shape=tile.g_eff.shape))
 
     def move(self, tile: AnalogTile, requests: tuple[np.ndarray, np.ndarray]) -> None:
         """Move G+ and G- by their requested conductance changes (uS; kernels/pair.py
@@ -129,7 +130,8 @@ class Pulsed(_Policy):
 
     def write(self, tile: AnalogTile, w_target: np.ndarray) -> np.ndarray:
         """update(w_target - weights()), its change computed in one pass with the requests."""
-        self.move(tile, half_requests(w_target, tile.w_max, np.float32(tile.device.gmax_uS / 2), g_eff=tile.g_eff))
+        self.move(tile, half_requests(w_target, tile.w_max, np.float32(tile.device.gmax_uS / 2), g_eff=tile.g_eff,
+                                     shape=tile.g_eff.shape))
         return tile.weights()
 
 
