@@ -89,8 +89,12 @@ class Pulsed(_Policy):
     """Updates move both devices of a symmetric pair through the devices' update model."""
 
     def update(self, tile: AnalogTile, delta_w: np.ndarray) -> None:
-        self.move(tile, half_requests(delta_w, tile.w_max, np.float32(tile.device.gmax_uS / 2),
-                                     shape=tile.g_eff.shape))
+        self.move(tile, self._requests(tile, delta_w))
+
+    @staticmethod
+    def _requests(tile: AnalogTile, w: np.ndarray, g_eff: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The requests of G+ and G- for a change w, or for a target w when g_eff is given."""
+        return half_requests(w, tile.w_max, np.float32(tile.device.gmax_uS / 2), g_eff=g_eff, shape=tile.g_eff.shape)
 
     def move(self, tile: AnalogTile, requests: tuple[np.ndarray, np.ndarray]) -> None:
         """Move G+ and G- by their requested conductance changes (uS; kernels/pair.py
@@ -130,8 +134,7 @@ class Pulsed(_Policy):
 
     def write(self, tile: AnalogTile, w_target: np.ndarray) -> np.ndarray:
         """update(w_target - weights()), its change computed in one pass with the requests."""
-        self.move(tile, half_requests(w_target, tile.w_max, np.float32(tile.device.gmax_uS / 2), g_eff=tile.g_eff,
-                                     shape=tile.g_eff.shape))
+        self.move(tile, self._requests(tile, w_target, g_eff=tile.g_eff))
         return tile.weights()
 
 
